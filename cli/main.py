@@ -1,0 +1,56 @@
+"""Entry point: the `minirnn` click group.
+
+Commands live one per module and are imported only when invoked, so
+`minirnn --help` stays instant (Numba and h5py load only when needed).  Every
+MinirnnError a command raises is printed as one line, never a traceback.
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from minirnn.errors import MinirnnError
+
+# command name -> (module inside minirnn.cli, function name, one-line help)
+COMMANDS = {
+    "info": ("info", "info", "Print a model's parameter table (the paper's counts for --preset paper)."),
+    "gradcheck": ("gradcheck", "gradcheck", "Verify every gradient against central differences in float64."),
+}
+
+
+def register(name: str, module: str, function: str, short_help: str) -> None:
+    """Add a command to the group (modules call nothing at import; this table is the registry)."""
+    COMMANDS[name] = (module, function, short_help)
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, function, _ = COMMANDS[name]
+        return getattr(importlib.import_module(f"minirnn.cli.{module}"), function)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MinirnnError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="minirnn")
+def cli():
+    """minirnn: exact GRU, LSTM and Nested LSTM with hand-derived BPTT."""
+
+
+def main():  # pragma: no cover - console script entry
+    cli()

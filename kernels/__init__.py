@@ -1,0 +1,24 @@
+"""The fast path: the same unit interface as ``minirnn.units``, implemented with
+Numba kernels on the CPU (``cpu/``) and raw CUDA kernels on the GPU (``cuda/``).
+
+``accelerate`` is the one switch between the readable reference units and the
+fast ones; tests assert both give the same losses and gradients.
+"""
+from __future__ import annotations
+
+IMPLS = ("fast", "reference")
+
+
+def accelerate(unit, device: str, impl: str = "fast"):
+    """Return the implementation of ``unit`` to run on ``device`` ('cpu'/'gpu')."""
+    if impl not in IMPLS:
+        raise ValueError(f"unknown implementation {impl!r}; choose one of {', '.join(IMPLS)}")
+    if impl == "reference":
+        return unit
+    if device == "gpu":
+        from .cuda import cuda_unit
+
+        return cuda_unit(unit)
+    from .cpu import fast_cpu_unit
+
+    return fast_cpu_unit(unit)

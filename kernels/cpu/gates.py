@@ -1,0 +1,261 @@
+"""Numba kernels fusing the elementwise work of one time step (forward and backward).
+
+Each kernel takes whole (B, n) blocks of one step, C-contiguous, and loops over
+batch rows and hidden units once, reading every operand once and writing every
+result once; the matrix products around them stay in BLAS (see gru.py, lstm.py,
+nlstm.py in this folder).  The comment on each line names the derivation line of
+docs/gru.md, docs/lstm.md or docs/nlstm.md it implements, with the same
+association order as the reference unit (minirnn/units/), so float64 results agree
+with it to rounding.  dtype follows the arrays (float32 or float64; one compiled
+specialisation each, cached on disk).
+"""
+from __future__ import annotations
+
+from numba import njit
+
+from ._math import JIT, const_, sigmoid_, tanh_
+
+# ============================================================================ GRU
+# Column layout of the GRU's per-step blocks (width 3H): [r | u | c].
+
+
+@njit(**JIT)
+def gru_gates_fwd(zx, zh, h, g_out, rh_out):
+    """Gates r, u and the reset state r*h of one step.
+
+    zx  (B, 3H)  x_t W_x + [b_g, b_c] (input part, all steps precomputed)
+    zh  (B, 2H)  h_{t-1} W_g[I:]
+    h   (B, H)   h_{t-1}
+    g_out (B, 2H) <- [r | u];  rh_out (B, H) <- r * h
+    """
+    B, H = h.shape
+    for b in range(B):
+        for j in range(2 * H):
+            g_out[b, j] = sigmoid_(zx[b, j] + zh[b, j])          # [GRU-F1], [GRU-F2]
+        for j in range(H):
+            rh_out[b, j] = g_out[b, j] * h[b, j]                 # r * h, the input of [GRU-F3]
+
+
+@njit(**JIT)
+def gru_out_fwd(zx, zc, g, h, c_out, h_out):
+    """Candidate and new state of one step.
+
+    zx (B, 3H) as above (columns 2H: are x_t W_c[:I] + b_c);  zc (B, H) = (r*h) W_c[I:]
+    g (B, 2H) = [r | u];  h (B, H) = h_{t-1};  c_out <- c;  h_out <- h_t
+    """
+    B, H = h.shape
+    one = const_(zx[0, 0], 1.0)
+    for b in range(B):
+        for j in range(H):
+            c = tanh_(zx[b, 2 * H + j] + zc[b, j])                # [GRU-F3], [GRU-F4]
+            u = g[b, H + j]
+            c_out[b, j] = c
+            h_out[b, j] = u * h[b, j] + (one - u) * c            # [GRU-F5]
+
+
+@njit(**JIT)
+def gru_bwd1(dh_out, dhc_part, dhc_mat, g, c, h_prev, dh, da):
+    """First half of one backward step: dh, da_c and the u-part of da_g.
+
+    dh_out (B, H)   dL/dh_t from the layer above (dhs[t])
+    dhc_part, dhc_mat (B, H)  the carried gradient from step t+1 in two parts,
+                    dh*u + drh*r and da_g W_g[I:]^T; their sum is dh_carry
+    g (B, 2H) = [r | u];  c, h_prev (B, H)
+    dh (B, H) <- dL/dh_t (total);  da (B, 3H) <- columns H:2H (da_u) and 2H:3H (da_c)
+    """
+    B, H = c.shape
+    one = const_(c[0, 0], 1.0)
+    for b in range(B):
+        for j in range(H):
+            d = dh_out[b, j] + (dhc_part[b, j] + dhc_mat[b, j])  # [GRU-B1] (carry: [GRU-B11])
+            u = g[b, H + j]
+            cc = c[b, j]
+            dh[b, j] = d
+            dc = d * (one - u)                                   # [GRU-B2]
+            du = d * (h_prev[b, j] - cc)                         # [GRU-B3]
+            da[b, 2 * H + j] = dc * (one - cc * cc)              # [GRU-B4]
+            da[b, H + j] = du * u * (one - u)                    # [GRU-B8] (u half)
+
+
+@njit(**JIT)
+def gru_bwd2(drh, h_prev, g, dh, da, dhc_part):
+    """Second half: the r-part of da_g and the elementwise part of the carry.
+
+    drh (B, H) = da_c W_c[I:]^T   ([GRU-B6])
+    da (B, 3H) <- columns :H (da_r);  dhc_part (B, H) <- dh*u + drh*r
+    """
+    B, H = dh.shape
+    one = const_(dh[0, 0], 1.0)
+    for b in range(B):
+        for j in range(H):
+            r = g[b, j]
+            dr = drh[b, j] * h_prev[b, j]                        # [GRU-B7]
+            da[b, j] = dr * r * (one - r)                        # [GRU-B8] (r half)
+            dhc_part[b, j] = dh[b, j] * g[b, H + j] + drh[b, j] * r  # [GRU-B11] (elementwise part)
+
+
+# =========================================================================== LSTM
+# Column layout of the LSTM's per-step blocks (width 4H): [i | j | f | o].
+
+
+@njit(**JIT)
+def lstm_fwd(zx, zh, c_prev, gates, c_out, tc_out, h_out):
+    """One LSTM step after the recurrent product.
+
+    zx (B, 4H) = x_t W[:I] + b;  zh (B, 4H) = h_{t-1} W[I:];  c_prev (B, H)
+    gates (B, 4H) <- [sig(i) | tanh(j) | sig(f+1) | sig(o)];  c_out, tc_out, h_out (B, H)
+    """
+    B, H = c_prev.shape
+    one = const_(zx[0, 0], 1.0)
+    for b in range(B):
+        for j in range(H):
+            ig = sigmoid_(zx[b, j] + zh[b, j])                    # [LSTM-F1], [LSTM-F2]
+            g = tanh_(zx[b, H + j] + zh[b, H + j])                # [LSTM-F2]
+            fg = sigmoid_((zx[b, 2 * H + j] + zh[b, 2 * H + j]) + one)  # [LSTM-F2]
+            og = sigmoid_(zx[b, 3 * H + j] + zh[b, 3 * H + j])    # [LSTM-F2]
+            c = fg * c_prev[b, j] + ig * g                        # [LSTM-F3]
+            tc = tanh_(c)
+            gates[b, j] = ig
+            gates[b, H + j] = g
+            gates[b, 2 * H + j] = fg
+            gates[b, 3 * H + j] = og
+            c_out[b, j] = c
+            tc_out[b, j] = tc
+            h_out[b, j] = tc * og                                 # [LSTM-F4]
+
+
+@njit(**JIT)
+def lstm_bwd(dh_out, dh_carry, dc_carry, gates, tc, c_prev, dz):
+    """One LSTM backward step up to the recurrent product.
+
+    dh_out (B, H) = dhs[t];  dh_carry (B, H) = dz_{t+1} W[I:]^T;  dc_carry (B, H) in/out
+    dz (B, 4H) <- pre-activation gradient of step t
+    """
+    B, H = tc.shape
+    one = const_(tc[0, 0], 1.0)
+    for b in range(B):
+        for j in range(H):
+            ig = gates[b, j]
+            g = gates[b, H + j]
+            fg = gates[b, 2 * H + j]
+            og = gates[b, 3 * H + j]
+            t = tc[b, j]
+            dh = dh_out[b, j] + dh_carry[b, j]                    # [LSTM-B1]
+            do = dh * t                                           # [LSTM-B2]
+            dc = dc_carry[b, j] + dh * og * (one - t * t)         # [LSTM-B3]
+            df = dc * c_prev[b, j]                                # [LSTM-B4]
+            di = dc * g                                           # [LSTM-B4]
+            dg = dc * ig                                          # [LSTM-B4]
+            dc_carry[b, j] = dc * fg                              # [LSTM-B5]
+            dz[b, j] = di * ig * (one - ig)                       # [LSTM-B6]
+            dz[b, H + j] = dg * (one - g * g)                     # [LSTM-B6]
+            dz[b, 2 * H + j] = df * fg * (one - fg)               # [LSTM-B6]
+            dz[b, 3 * H + j] = do * og * (one - og)               # [LSTM-B6]
+
+
+# ==================================================================== Nested LSTM
+# Per level the gate block (B, 4H) holds [sig(i) | g | sig(f+1) | sig(o)], g = tanh(j)
+# or j (level 0 without outer_tanh).  The level input block cat (B, 2H) is [a | b].
+
+
+@njit(**JIT)
+def nlstm_level_fwd(zh, zadd, c_old, gates, out, inner, cand_tanh):
+    """Gates of one level, handing (a_{k+1}, b_{k+1}) down (or closing the innermost memory).
+
+    zh (B, 4H) = the level's matrix product;  zadd (B, 4H) = the rest of [NLSTM-F1]
+    (level 0: x_t W0[:I] + b0; level k >= 1: b_k broadcast over rows)
+    c_old (B, H) = c_k of the previous step;  gates (B, 4H) <- this level's gates
+    out: inner=False -> (B, 2H) <- [a_{k+1} | b_{k+1}] (the next level's cat);
+         inner=True  -> (B, H)  <- c_{D-1}' = b_D + a_D
+    """
+    B, H = c_old.shape
+    one = const_(zh[0, 0], 1.0)
+    for b in range(B):
+        for j in range(H):
+            si = sigmoid_(zh[b, j] + zadd[b, j])                            # [NLSTM-F1], [NLSTM-F2]
+            zj = zh[b, H + j] + zadd[b, H + j]                              # [NLSTM-F1]
+            sf = sigmoid_((zh[b, 2 * H + j] + zadd[b, 2 * H + j]) + one)    # [NLSTM-F3]
+            so = sigmoid_(zh[b, 3 * H + j] + zadd[b, 3 * H + j])            # [NLSTM-F4]
+            g = tanh_(zj) if cand_tanh else zj                              # [NLSTM-F5]
+            gates[b, j] = si
+            gates[b, H + j] = g
+            gates[b, 2 * H + j] = sf
+            gates[b, 3 * H + j] = so
+            bb = sf * c_old[b, j]                                           # [NLSTM-F6]
+            aa = si * g                                                     # [NLSTM-F7]
+            if inner:
+                out[b, j] = bb + aa                                         # [NLSTM-F8]
+            else:
+                out[b, j] = aa
+                out[b, H + j] = bb
+
+
+@njit(**JIT)
+def nlstm_out_fwd(t, G, C, TC, Hs):
+    """Inside-out pass of step t: tanh of each new memory, level outputs, the unit output.
+
+    G (D, T, B, 4H) gates;  C (D, T+1, B, H) memories, C[D-1, t+1] already holds the
+    innermost new memory;  TC (D, T, B, H) <- tanh(c_k');  Hs (T+1, B, H): Hs[t+1] <- h'
+    """
+    D = G.shape[0]
+    B, H = C.shape[2], C.shape[3]
+    for k in range(D - 1, -1, -1):
+        for b in range(B):
+            for j in range(H):
+                tc = tanh_(C[k, t + 1, b, j])
+                TC[k, t, b, j] = tc
+                hk = tc * G[k, t, b, 3 * H + j]                             # [NLSTM-F9]
+                if k > 0:
+                    C[k - 1, t + 1, b, j] = hk                              # [NLSTM-F10]
+                else:
+                    Hs[t + 1, b, j] = hk                                    # [NLSTM-F11]
+
+
+@njit(**JIT)
+def nlstm_out_bwd(t, dh_out, dh_carry, dc_carry, G, TC, DZ, dinner):
+    """Outside-in pass of backward step t through the level outputs.
+
+    dh_out (B, H) = dhs[t];  dh_carry (B, H) = dz0_{t+1} W0[I:]^T;  dc_carry (D, B, H)
+    DZ (D, T, B, 4H): the o columns of every level <- d(pre-activation of o)
+    dinner (B, H) <- dc_{D-1}' (= da_D = db_D, [NLSTM-B5])
+    """
+    D = G.shape[0]
+    B, H = dh_out.shape
+    one = const_(dh_out[0, 0], 1.0)
+    for b in range(B):
+        for j in range(H):
+            dinner[b, j] = dh_out[b, j] + dh_carry[b, j]                    # [NLSTM-B1]
+    for k in range(D):
+        for b in range(B):
+            for j in range(H):
+                dh = dinner[b, j]
+                tc = TC[k, t, b, j]
+                so = G[k, t, b, 3 * H + j]
+                DZ[k, t, b, 3 * H + j] = dh * tc * so * (one - so)          # [NLSTM-B2]
+                dinner[b, j] = dc_carry[k, b, j] + dh * so * (one - tc * tc)  # [NLSTM-B3], [NLSTM-B4]
+
+
+@njit(**JIT)
+def nlstm_gate_bwd(dab, off, gates, c_old, dz, dc_carry, cand_tanh):
+    """Backward through one level's gates, given the gradients of (a_{k+1}, b_{k+1}).
+
+    dab: da_{k+1} = dab[:, :H], db_{k+1} = dab[:, off:off+H]
+         (innermost: dab = dinner, off = 0; else dab = the (B, 2H) dcat of level k+1)
+    gates (B, 4H), c_old (B, H) = c_k of the previous step
+    dz (B, 4H) <- columns i, j, f (o was written by nlstm_out_bwd)
+    dc_carry (B, H) <- dc_k for step t-1
+    """
+    B, H = c_old.shape
+    one = const_(c_old[0, 0], 1.0)
+    for b in range(B):
+        for j in range(H):
+            da = dab[b, j]
+            db = dab[b, off + j]
+            si = gates[b, j]
+            g = gates[b, H + j]
+            sf = gates[b, 2 * H + j]
+            dz[b, j] = da * g * si * (one - si)                             # [NLSTM-B6], [NLSTM-B11]
+            dg = da * si                                                    # [NLSTM-B7]
+            dz[b, H + j] = dg * (one - g * g) if cand_tanh else dg          # [NLSTM-B8], [NLSTM-B11]
+            dz[b, 2 * H + j] = db * c_old[b, j] * sf * (one - sf)           # [NLSTM-B9], [NLSTM-B11]
+            dc_carry[b, j] = db * sf                                        # [NLSTM-B10]

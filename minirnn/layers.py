@@ -1,0 +1,119 @@
+"""Embedding, dense layer and masked softmax cross-entropy (docs/layers.md).
+
+The dense layer and the loss are fused and computed in chunks of positions, so
+memory never holds the (positions x vocabulary) logits of a whole batch: the
+paper's 64 x 200 x 16386 logits would be 840 MB in float32.  Only positions whose
+target counts (target >= 2: neither padding nor <unknown>) are sent through the
+dense layer at all during training, because the others contribute nothing to the
+loss or to any gradient [CE-F2].
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import array_module
+
+PAD, UNKNOWN = 0, 1
+FIRST_WORD = 2
+DEFAULT_CHUNK = 2048
+
+
+# --- embedding ----------------------------------------------------------------
+
+def embed(E, source):
+    """Time-major embedded inputs X[t, b] = E[source[b, t]]                       [EMB-F1]
+
+    ``source`` is (B, T) integers; returns (T, B, E).
+    """
+    return E[source.T]
+
+
+def embedding_grad(E, source, dX):
+    """dE from dX (T, B, E): row v collects dX at every position whose id is v     [EMB-B1]
+
+    Written as a product with the one-hot matrix (ids x positions), which is one
+    small GEMM on either device instead of a scatter.  The padding row gets no
+    gradient, so Adam never moves it                                             [EMB-B2]
+    """
+    xp = array_module(dX)
+    ids = source.T.reshape(-1)
+    onehot = (ids[:, None] == xp.arange(E.shape[0])[None, :]).astype(dX.dtype)
+    dE = onehot.T @ dX.reshape(-1, dX.shape[-1])
+    dE[PAD] = 0
+    return dE
+
+
+# --- dense + masked softmax cross-entropy --------------------------------------
+
+def counted_positions(target):
+    """Boolean mask of the positions that count in the loss (target >= 2)          [CE-F2]"""
+    return target >= FIRST_WORD
+
+
+def dense_xent_forward_backward(Hs, target, W, b, chunk: int = DEFAULT_CHUNK, need_grads: bool = True):
+    """Mean masked cross-entropy of softmax(Hs W + b) and, optionally, its gradients.
+
+    ``Hs`` (N, H) are the top layer's outputs at N positions, ``target`` (N,) ids.
+    Returns (loss, count, dHs, dW, db) where loss is the mean over counted
+    positions [CE-F3] (0 when none count) and dHs has zeros at uncounted rows.
+    """
+    xp = array_module(Hs)
+    dtype = Hs.dtype
+    keep = xp.nonzero(counted_positions(target))[0]
+    count = int(keep.size)
+    dHs = xp.zeros_like(Hs) if need_grads else None
+    dW = xp.zeros_like(W) if need_grads else None
+    db = xp.zeros_like(b) if need_grads else None
+    if count == 0:
+        return 0.0, 0, dHs, dW, db
+    total = xp.zeros((), dtype=np.float64)
+    for start in range(0, count, chunk):
+        rows = keep[start:start + chunk]
+        h = Hs[rows]
+        t = target[rows]
+        logits = h @ W + b                                                     # [DENSE-F1]
+        m = logits.max(axis=1, keepdims=True)
+        e = xp.exp(logits - m)                                                 # [CE-F1] shifted for stability
+        s = e.sum(axis=1, keepdims=True)
+        picked = logits[xp.arange(rows.size), t]
+        total += xp.sum((m[:, 0] + xp.log(s[:, 0]) - picked).astype(np.float64))   # [CE-F1]
+        if need_grads:
+            dlogits = e / s                                                    # [CE-B1] softmax ...
+            dlogits[xp.arange(rows.size), t] -= 1                              # [CE-B1] ... minus one-hot
+            dlogits *= dtype.type(1.0 / count)                                 # [CE-B2] mean over counted
+            dW += h.T @ dlogits                                                # [DENSE-B2]
+            db += dlogits.sum(axis=0)                                          # [DENSE-B3]
+            dHs[rows] = dlogits @ W.T                                          # [DENSE-B1]
+    return float(total) / count, count, dHs, dW, db
+
+
+def dense_scores(Hs, target, W, b, k: int = 3, chunk: int = DEFAULT_CHUNK):
+    """Per-position evaluation without materialising all logits at once.
+
+    Returns host arrays: ``nll`` (N,) cross-entropy of the target at every
+    position (padding/unknown targets included; callers mask), and ``topk`` (N, k)
+    the k most probable ids, best first.
+    """
+    xp = array_module(Hs)
+    n = Hs.shape[0]
+    nll = np.empty(n, dtype=np.float64)
+    topk = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, chunk):
+        h = Hs[start:start + chunk]
+        t = target[start:start + chunk]
+        logits = h @ W + b                                                     # [DENSE-F1]
+        m = logits.max(axis=1, keepdims=True)
+        lse = m[:, 0] + xp.log(xp.exp(logits - m).sum(axis=1))
+        picked = logits[xp.arange(h.shape[0]), t]
+        part = xp.argpartition(-logits, k - 1, axis=1)[:, :k] if k < logits.shape[1] else xp.argsort(-logits, axis=1)
+        order = xp.argsort(-xp.take_along_axis(logits, part, axis=1), axis=1)
+        best = xp.take_along_axis(part, order, axis=1)[:, :k]
+        nll[start:start + h.shape[0]] = _host(lse - picked)
+        topk[start:start + h.shape[0]] = _host(best)
+    return nll, topk
+
+
+def _host(a):
+    from .backend import to_numpy
+
+    return to_numpy(a)

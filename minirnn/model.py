@@ -1,0 +1,176 @@
+"""Embedding -> a stack of recurrent layers of one unit type -> dense layer.
+
+Public surface (documented in README.md and docs/model.md):
+
+    model = Model(unit="nlstm", hidden=600, layers=1, depth=2, input_vocab=28,
+                  output_vocab=16386, seed=0, device="cpu", dtype="float32")
+    model.params                  # dict name -> array (see names below)
+    model.parameter_counts()      # trainable counts: embedding / recurrent / dense
+    model.logits(source)          # (B, T, V) for integer source ids (B, T)
+    loss, grads = model.loss_and_grads(source, target)
+
+Parameter names: ``embedding`` (input_vocab, E); ``layer{l}.{name}`` for each
+recurrent layer l and each of its unit's parameters (GRU: W_g, b_g, W_c, b_c;
+LSTM: W, b; Nested LSTM: W0, b0, W1, b1, ...); ``dense.W`` (H, V) and
+``dense.b`` (V,).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import layers as L
+from .backend import get_xp, host_copy, resolve_dtype, to_numpy
+from .units import UNITS, make_unit
+
+INPUT_VOCAB = 28  # 0 padding, 1 space, 2..27 letters a..z
+
+
+class Model:
+    def __init__(self, unit: str = "lstm", hidden: int = 600, layers: int = 2, depth: int = 2,
+                 input_vocab: int = INPUT_VOCAB, output_vocab: int = 16386, embedding_size: int | None = None,
+                 seed: int = 0, device: str = "cpu", dtype="float32", impl: str = "fast",
+                 outer_tanh: bool = False, chunk_size: int = L.DEFAULT_CHUNK):
+        if unit not in UNITS:
+            raise ValueError(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}")
+        if layers < 1 or hidden < 1 or depth < 1 or output_vocab < 3 or input_vocab < 2:
+            raise ValueError("hidden, layers and depth must be >= 1, output_vocab >= 3, input_vocab >= 2")
+        from minirnn.kernels import accelerate  # noqa: WPS433 (kernels import units; avoid a cycle at import)
+
+        self.device = device
+        self.xp = get_xp(device)
+        self.dtype = resolve_dtype(dtype)
+        self.impl = impl
+        self.chunk_size = int(chunk_size)
+        embedding_size = hidden if embedding_size is None else int(embedding_size)
+        self.config = {"unit": unit, "hidden": int(hidden), "layers": int(layers), "depth": int(depth),
+                       "input_vocab": int(input_vocab), "output_vocab": int(output_vocab),
+                       "embedding_size": embedding_size, "seed": int(seed), "outer_tanh": bool(outer_tanh)}
+        self.reference_units = []
+        for layer in range(layers):
+            size_in = embedding_size if layer == 0 else hidden
+            self.reference_units.append(make_unit(unit, size_in, hidden, depth=depth, outer_tanh=outer_tanh))
+        self.units = [accelerate(u, device, impl) for u in self.reference_units]
+        self.params = {k: self.xp.asarray(v) for k, v in self.init_params(np.random.default_rng(seed)).items()}
+
+    # --- parameters ------------------------------------------------------------
+    def init_params(self, rng: np.random.Generator) -> dict:
+        """Fresh host parameters in a fixed order (so a seed fixes every value)."""
+        cfg, dt = self.config, self.dtype
+        params = {}
+        emb = np.zeros((cfg["input_vocab"], cfg["embedding_size"]), dtype=dt)
+        limit = np.sqrt(1.0 / (cfg["input_vocab"] - 1))  # +-sqrt(1/27) for the 27 trainable rows
+        emb[1:] = rng.uniform(-limit, limit, size=emb[1:].shape)
+        params["embedding"] = emb
+        for layer, unit in enumerate(self.reference_units):
+            for name, value in unit.init_params(rng, dt).items():
+                params[f"layer{layer}.{name}"] = value
+        from .units.base import glorot_uniform
+
+        params["dense.W"] = glorot_uniform(rng, (cfg["hidden"], cfg["output_vocab"]), dt)
+        params["dense.b"] = np.zeros(cfg["output_vocab"], dtype=dt)
+        return params
+
+    def parameter_shapes(self) -> dict:
+        return {k: tuple(v.shape) for k, v in self.params.items()}
+
+    def parameter_counts(self) -> dict:
+        """Trainable parameters per part; the padding row of the embedding is fixed, so not counted."""
+        emb = (self.config["input_vocab"] - 1) * self.config["embedding_size"]
+        rec = sum(u.num_params() for u in self.reference_units)
+        dense = self.config["hidden"] * self.config["output_vocab"] + self.config["output_vocab"]
+        return {"embedding": emb, "recurrent": rec, "dense": dense, "total": emb + rec + dense}
+
+    def layer_params(self, layer: int) -> dict:
+        prefix = f"layer{layer}."
+        return {k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)}
+
+    def zero_states(self, batch: int) -> list:
+        return [u.zero_state(self.xp, batch, self.dtype) for u in self.units]
+
+    # --- computation -------------------------------------------------------------
+    def _ids(self, a):
+        ids = self.xp.asarray(a)
+        if ids.ndim != 2:
+            raise ValueError(f"expected integer ids of shape (batch, time), got shape {tuple(ids.shape)}")
+        return ids.astype(self.xp.int64, copy=False)
+
+    def embed(self, source):
+        return L.embed(self.params["embedding"], self._ids(source))
+
+    def run_layers(self, X, states0=None):
+        """Forward through the recurrent stack: returns (top outputs (T,B,H), caches, final states)."""
+        batch = X.shape[1]
+        states0 = self.zero_states(batch) if states0 is None else states0
+        caches, finals, hs = [], [], X
+        for layer, unit in enumerate(self.units):
+            hs, final, cache = unit.forward(self.layer_params(layer), hs, states0[layer])
+            caches.append(cache)
+            finals.append(final)
+        return hs, caches, finals
+
+    def forward_backward(self, X, target, states0=None, need_grads: bool = True):
+        """Loss and gradients from embedded inputs X (T, B, E) and targets (B, T).
+
+        Returns (loss, grads, dX, dstates0); ``grads`` holds every parameter but the
+        embedding (whose gradient needs the ids: see loss_and_grads).
+        """
+        xp = self.xp
+        target = self._ids(target)
+        T, B = X.shape[0], X.shape[1]
+        hs, caches, _ = self.run_layers(X, states0)
+        H = hs.shape[-1]
+        loss, _, dHs, dW, db = L.dense_xent_forward_backward(
+            hs.reshape(T * B, H), target.T.reshape(-1), self.params["dense.W"], self.params["dense.b"],
+            chunk=self.chunk_size, need_grads=need_grads)
+        if not need_grads:
+            return loss, None, None, None
+        grads = {"dense.W": dW, "dense.b": db}
+        dhs = dHs.reshape(T, B, H)
+        dstates0 = [None] * len(self.units)
+        for layer in reversed(range(len(self.units))):
+            dparams, dhs, dstates0[layer] = self.units[layer].backward(self.layer_params(layer), caches[layer], dhs)
+            for name, g in dparams.items():
+                grads[f"layer{layer}.{name}"] = g
+        return loss, grads, dhs, dstates0
+
+    def loss_and_grads(self, source, target, states0=None):
+        """Mean masked cross-entropy of a batch and the gradient of every parameter.
+
+        ``source``, ``target``: integer arrays (B, T) (NumPy or device arrays).
+        The embedding's padding row always gets a zero gradient.
+        """
+        source = self._ids(source)
+        X = L.embed(self.params["embedding"], source)
+        loss, grads, dX, _ = self.forward_backward(X, target, states0)
+        grads["embedding"] = L.embedding_grad(self.params["embedding"], source, dX)
+        return loss, {k: grads[k] for k in self.params}
+
+    def loss(self, source, target, states0=None) -> float:
+        return self.forward_backward(self.embed(source), target, states0, need_grads=False)[0]
+
+    def hidden_outputs(self, source):
+        """Top-layer outputs (B, T, H) for a batch of ids."""
+        hs, _, _ = self.run_layers(self.embed(source))
+        return hs.transpose(1, 0, 2)
+
+    def logits(self, source):
+        """All logits (B, T, V).  Memory grows with B*T*V: for analysis of short inputs."""
+        hs = self.hidden_outputs(source)
+        return hs @ self.params["dense.W"] + self.params["dense.b"]
+
+    # --- moving between devices ---------------------------------------------------
+    def host_params(self) -> dict:
+        """A snapshot of every parameter as independent NumPy arrays."""
+        return {k: host_copy(v) for k, v in self.params.items()}
+
+    def load_params(self, params: dict) -> None:
+        """Replace every parameter from host (or device) arrays of the same names and shapes."""
+        missing = set(self.params) - set(params)
+        if missing:
+            raise ValueError(f"missing parameters: {', '.join(sorted(missing))}")
+        for k, v in params.items():
+            if k not in self.params:
+                raise ValueError(f"unexpected parameter {k!r}")
+            if tuple(v.shape) != tuple(self.params[k].shape):
+                raise ValueError(f"parameter {k} has shape {tuple(v.shape)}, expected {tuple(self.params[k].shape)}")
+            self.params[k] = self.xp.array(to_numpy(v), dtype=self.dtype, copy=True)

@@ -1,0 +1,40 @@
+"""Named configurations.
+
+``paper`` is the study's configuration (REFERENCE.md §2-3); ``demo`` is a small
+model on the built-in corpus that learns visibly in about two minutes on two CPU
+cores.  Every value can be overridden from the command line.
+"""
+from __future__ import annotations
+
+from .errors import MinirnnError
+
+PAPER_UNITS = {
+    "gru": {"hidden": 600, "layers": 2, "depth": 1},
+    "lstm": {"hidden": 600, "layers": 2, "depth": 1},
+    "nlstm": {"hidden": 600, "layers": 1, "depth": 2},
+}
+
+COMMON = {
+    "paper": {"vocab_size": 16384, "max_length": 200, "batch_size": 64, "lr": 1e-3,
+              "epochs": 2, "steps": None, "corpus": "text8"},
+    "demo": {"vocab_size": 1024, "max_length": 100, "batch_size": 64, "lr": 3e-3,
+             "epochs": None, "steps": 300, "corpus": "builtin"},
+}
+
+DEMO_UNITS = {
+    "gru": {"hidden": 128, "layers": 1, "depth": 1},
+    "lstm": {"hidden": 128, "layers": 1, "depth": 1},
+    "nlstm": {"hidden": 128, "layers": 1, "depth": 2},
+}
+
+PRESETS = ("paper", "demo")
+
+
+def preset(name: str, unit: str) -> dict:
+    """The full configuration dict of a preset for one unit."""
+    if name not in COMMON:
+        raise MinirnnError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    units = PAPER_UNITS if name == "paper" else DEMO_UNITS
+    if unit not in units:
+        raise MinirnnError(f"unknown unit {unit!r}; choose one of {', '.join(units)}")
+    return {"unit": unit, **units[unit], **COMMON[name]}
