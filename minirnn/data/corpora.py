@@ -204,6 +204,7 @@ def _fetch(url: str, part: Path, have: int, expected_size: int, progress: bool, 
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
+        exc.close()
         if exc.code == 416 and have:  # our partial file is not a prefix the server knows; start over
             part.unlink()
             return _fetch(url, part, 0, expected_size, progress, timeout)
