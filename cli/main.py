@@ -16,6 +16,13 @@ from minirnn.errors import MinirnnError
 COMMANDS = {
     "info": ("info", "info", "Print a model's parameter table (the paper's counts for --preset paper)."),
     "gradcheck": ("gradcheck", "gradcheck", "Verify every gradient against central differences in float64."),
+    "train": ("train", "train", "Train a unit on the autocomplete task (demo or paper preset)."),
+    "evaluate": ("evaluate", "evaluate", "Evaluate a checkpoint with the published metrics."),
+    "bench": ("bench", "bench", "Time training steps (fast vs reference path): characters/s, peak memory."),
+    "complete": ("complete", "complete", "Show the top predicted words for each character of a text."),
+    "connectivity": ("connectivity", "connectivity", "Show how much each earlier character drives a prediction."),
+    "plot": ("plot", "plot", "Plot training curves or accuracy by letters seen (needs minirnn[plot])."),
+    "study": ("study", "study", "Train and evaluate all three units and write a report."),
 }
 
 

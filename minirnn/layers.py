@@ -72,6 +72,17 @@ def dense_xent_forward_backward(Hs, target, W, b, chunk: int = DEFAULT_CHUNK, ne
         h = Hs[rows]
         t = target[rows]
         logits = h @ W + b                                                     # [DENSE-F1]
+        if need_grads and xp is not np:
+            # GPU: one fused kernel turns the logits into dZ in place and returns
+            # the chunk's share of the mean loss ([CE-F1], [CE-B1], [CE-B2]).
+            from minirnn.kernels.cuda.xent import softmax_xent_chunk
+
+            part, dlogits = softmax_xent_chunk(logits, t, 1.0 / count)
+            total += part * count
+            dW += h.T @ dlogits                                                # [DENSE-B2]
+            db += dlogits.sum(axis=0)                                          # [DENSE-B3]
+            dHs[rows] = dlogits @ W.T                                          # [DENSE-B1]
+            continue
         m = logits.max(axis=1, keepdims=True)
         e = xp.exp(logits - m)                                                 # [CE-F1] shifted for stability
         s = e.sum(axis=1, keepdims=True)

@@ -1,0 +1,129 @@
+"""minirnn (fast CPU path) against PyTorch on the CPU, side by side in one run.
+
+    python benchmarks/cpu_vs_torch.py --config demo --repeats 7
+    python benchmarks/cpu_vs_torch.py --config paper --repeats 3 --json out.json
+
+Each training step is forward + backward + Adam on the same batch shape, same
+sizes, embedding, dense layer and loss.  Implementations alternate step by step
+(a noisy neighbour slows all of them alike) and the table reports medians and
+ratios.  PyTorch runs as a typical user would write it (dense layer on every
+position, masked mean loss) and, for fairness, also with the dense layer only on
+the positions that count — the trick minirnn uses.  PyTorch is a benchmark
+oracle only; it is never imported by the library.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from minirnn.bench import StepSetup, Stepper, make_batch
+from minirnn.presets import preset
+
+
+def torch_stepper(setup: StepSetup, masked_rows: bool, threads: int):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(setup.seed)
+    dtype = torch.float32 if setup.dtype == "float32" else torch.float64
+    rnn_cls = {"gru": nn.GRU, "lstm": nn.LSTM}[setup.unit]
+    emb = nn.Embedding(28, setup.hidden, padding_idx=0).to(dtype)
+    rnn = rnn_cls(setup.hidden, setup.hidden, setup.layers, batch_first=True).to(dtype)
+    dense = nn.Linear(setup.hidden, setup.classes).to(dtype)
+    params = list(emb.parameters()) + list(rnn.parameters()) + list(dense.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
+    source, target = make_batch(setup, np.random.default_rng(setup.seed))
+    src, tgt = torch.from_numpy(source), torch.from_numpy(target)
+    mask = tgt >= 2
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        h, _ = rnn(emb(src))
+        if masked_rows:
+            logits = dense(h[mask])
+            loss = F.cross_entropy(logits, tgt[mask])
+        else:
+            logits = dense(h)
+            per = F.cross_entropy(logits.reshape(-1, setup.classes), tgt.reshape(-1), reduction="none")
+            m = mask.reshape(-1).to(dtype)
+            loss = (per * m).sum() / m.sum()
+        loss.backward()
+        opt.step()
+        return float(loss)
+
+    return step
+
+
+def time_alternating(steps: dict, repeats: int, warmup: int = 1) -> dict:
+    for fn in steps.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", choices=["demo", "paper"], default="demo")
+    ap.add_argument("--units", default="gru,lstm,nlstm")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--counted", type=float, default=0.9,
+                    help="fraction of positions whose target counts (padding/unknown words do not)")
+    ap.add_argument("--with-reference", action="store_true", help="also time minirnn's reference path")
+    ap.add_argument("--json", help="write the raw times here")
+    args = ap.parse_args(argv)
+
+    rows, raw = [], {}
+    lstm_fast_median = None
+    for unit in args.units.split(","):
+        cfg = preset(args.config, unit)
+        setup = StepSetup(unit=unit, hidden=cfg["hidden"], layers=cfg["layers"], depth=cfg["depth"],
+                          classes=cfg["vocab_size"] + 2, batch=cfg["batch_size"], time=cfg["max_length"],
+                          counted_fraction=args.counted)
+        steps = {"minirnn fast": Stepper(setup, "fast").step}
+        if args.with_reference:
+            steps["minirnn reference"] = Stepper(setup, "reference").step
+        if unit in ("gru", "lstm"):
+            steps["torch"] = torch_stepper(setup, masked_rows=False, threads=args.threads)
+            steps["torch masked rows"] = torch_stepper(setup, masked_rows=True, threads=args.threads)
+        print(f"timing {setup.describe()} ...", file=sys.stderr, flush=True)
+        times = time_alternating(steps, args.repeats)
+        raw[unit] = {"setup": setup.__dict__, "times_s": times}
+        med = {k: statistics.median(v) for k, v in times.items()}
+        if unit == "lstm":
+            lstm_fast_median = med["minirnn fast"]
+        for name, m in med.items():
+            ratio = ""
+            if name != "minirnn fast":
+                ratio = f"{m / med['minirnn fast']:.2f}x"
+            rows.append((unit, name, f"{m:.3f}", f"{setup.batch * setup.time / m:,.0f}", ratio))
+    if lstm_fast_median is not None and "nlstm" in raw:
+        nl = statistics.median(raw["nlstm"]["times_s"]["minirnn fast"])
+        rows.append(("nlstm", "vs minirnn 2-layer lstm", f"{nl:.3f}", "", f"{nl / lstm_fast_median:.2f}x of lstm"))
+    print(f"\n{args.config} configuration, {args.repeats} alternating repeats, median seconds per training step; "
+          f"ratio = time / minirnn fast time (>1: minirnn faster)")
+    header = ("unit", "implementation", "s/step", "chars/s", "ratio")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(5)]
+    for r in [header, tuple("-" * w for w in widths)] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(raw, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""`minirnn bench`: time training steps on the fast and the reference path."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from minirnn.backend import resolve_device
+from minirnn.bench import StepSetup, format_results, run_bench
+from minirnn.presets import PRESETS, preset
+from minirnn.units import UNITS
+
+
+@click.command()
+@click.option("--unit", "units", type=click.Choice(sorted(UNITS)), multiple=True,
+              help="Unit(s) to time (repeatable; default all three).")
+@click.option("--preset", "preset_name", type=click.Choice(PRESETS), default="demo", show_default=True,
+              help="Sizes to start from.")
+@click.option("--hidden", type=click.IntRange(min=1), default=None)
+@click.option("--layers", type=click.IntRange(min=1), default=None)
+@click.option("--depth", type=click.IntRange(min=1), default=None)
+@click.option("--vocab-size", type=click.IntRange(min=1), default=None, help="Output words (classes = this + 2).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--time", "time_steps", type=click.IntRange(min=1), default=None,
+              help="Sequence length (default: the preset's maximum length).")
+@click.option("--impl", type=click.Choice(["both", "fast", "reference"]), default="both", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--counted", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+              help="Fraction of positions whose target counts in the loss (real batches have padding/unknowns).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--no-memory", is_flag=True, help="Skip the (untimed) peak-memory measurement.")
+def bench(units, preset_name, hidden, layers, depth, vocab_size, batch_size, time_steps, impl, device, dtype,
+          repeats, counted, as_json, no_memory):
+    """Median seconds per training step (forward, backward, Adam), characters/s and peak memory.
+
+    With --impl both, fast and reference steps alternate in one run and the
+    table reports the ratio.
+    """
+    device, note = resolve_device(device)
+    if note:
+        click.echo(note, err=True)
+    impls = ("fast", "reference") if impl == "both" else (impl,)
+    results = []
+    for unit in units or ("gru", "lstm", "nlstm"):
+        cfg = preset(preset_name, unit)
+        overrides = {"hidden": hidden, "layers": layers, "depth": depth, "vocab_size": vocab_size,
+                     "batch_size": batch_size}
+        cfg.update({k: v for k, v in overrides.items() if v is not None})
+        setup = StepSetup(unit=unit, hidden=cfg["hidden"], layers=cfg["layers"], depth=cfg["depth"],
+                          classes=cfg["vocab_size"] + 2, batch=cfg["batch_size"],
+                          time=time_steps or cfg["max_length"], dtype=dtype, device=device, counted_fraction=counted)
+        echo = None if as_json else (lambda m: click.echo(m, err=True))
+        results.append(run_bench(setup, impls, repeats=repeats, memory=not no_memory, echo=echo))
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        click.echo(format_results(results))

@@ -1,0 +1,147 @@
+"""Timing training steps (forward, backward, Adam) — the library behind `minirnn bench`.
+
+Speed is reported as ratios against a baseline measured in the same run, with
+runs alternating between the implementations so that a noisy neighbour slows
+both alike.  Peak memory is measured in a separate, untimed step (tracing
+allocations slows them down).
+"""
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .model import Model
+from .optim import Adam
+
+
+@dataclass
+class StepSetup:
+    unit: str
+    hidden: int
+    layers: int
+    depth: int
+    classes: int
+    batch: int
+    time: int
+    dtype: str = "float32"
+    device: str = "cpu"
+    seed: int = 0
+    counted_fraction: float = 1.0  # share of positions whose target counts in the loss
+
+    def describe(self) -> str:
+        depth = f" depth {self.depth}" if self.unit == "nlstm" else ""
+        return (f"{self.unit}{depth}: {self.layers}x{self.hidden}, {self.classes} classes, "
+                f"batch {self.batch}x{self.time}, {self.dtype}, {self.device}")
+
+
+def make_batch(setup: StepSetup, rng: np.random.Generator):
+    """Full-length random ids; a fraction of targets set to <unknown> so they do not count."""
+    source = rng.integers(1, 28, size=(setup.batch, setup.time))
+    target = rng.integers(2, setup.classes, size=(setup.batch, setup.time))
+    drop = rng.random(target.shape) >= setup.counted_fraction
+    target[drop] = 1
+    return source, target
+
+
+class Stepper:
+    """One model + Adam; ``step()`` runs one full training step."""
+
+    def __init__(self, setup: StepSetup, impl: str):
+        self.model = Model(unit=setup.unit, hidden=setup.hidden, layers=setup.layers, depth=setup.depth,
+                           output_vocab=setup.classes, seed=setup.seed, device=setup.device, dtype=setup.dtype,
+                           impl=impl)
+        self.opt = Adam(self.model.params)
+        source, target = make_batch(setup, np.random.default_rng(setup.seed))
+        self.source = self.model.xp.asarray(source)
+        self.target = self.model.xp.asarray(target)
+
+    def step(self) -> float:
+        loss, grads = self.model.loss_and_grads(self.source, self.target)
+        self.opt.step(grads)
+        return loss
+
+    def sync(self):
+        if self.model.device == "gpu":
+            self.model.xp.cuda.Device().synchronize()
+
+
+def peak_host_memory(setup: StepSetup, impl: str) -> int:
+    """Peak bytes allocated through Python/NumPy during one step (model and Adam state included)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        stepper = Stepper(setup, impl)
+        stepper.step()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return int(peak)
+
+
+@dataclass
+class BenchResult:
+    setup: StepSetup
+    seconds: dict = field(default_factory=dict)     # impl -> list of step times
+    peak_bytes: dict = field(default_factory=dict)  # impl -> bytes
+
+    def median(self, impl: str) -> float:
+        return statistics.median(self.seconds[impl])
+
+    def chars_per_second(self, impl: str) -> float:
+        return self.setup.batch * self.setup.time / self.median(impl)
+
+    def as_dict(self) -> dict:
+        out = {"setup": self.setup.__dict__, "impls": {}}
+        for impl, times in self.seconds.items():
+            out["impls"][impl] = {"median_s": self.median(impl), "times_s": times,
+                                  "chars_per_s": self.chars_per_second(impl),
+                                  "peak_bytes": self.peak_bytes.get(impl)}
+        if {"fast", "reference"} <= set(self.seconds):
+            out["speedup_fast_over_reference"] = self.median("reference") / self.median("fast")
+        return out
+
+
+def run_bench(setup: StepSetup, impls=("fast", "reference"), repeats: int = 5, warmup: int = 1,
+              memory: bool = True, echo=None) -> BenchResult:
+    """Time ``repeats`` steps per implementation, alternating between them."""
+    result = BenchResult(setup)
+    steppers = {impl: Stepper(setup, impl) for impl in impls}
+    for impl, s in steppers.items():
+        for _ in range(warmup):  # JIT compilation, BLAS warm-up
+            s.step()
+        s.sync()
+        result.seconds[impl] = []
+    for r in range(repeats):
+        for impl, s in steppers.items():
+            t0 = time.perf_counter()
+            s.step()
+            s.sync()
+            result.seconds[impl].append(time.perf_counter() - t0)
+            if echo:
+                echo(f"  {setup.unit} {impl} step {r + 1}/{repeats}: {result.seconds[impl][-1]:.3f} s")
+    del steppers
+    if memory and setup.device == "cpu":
+        for impl in impls:
+            result.peak_bytes[impl] = peak_host_memory(setup, impl)
+    return result
+
+
+def format_results(results: list[BenchResult]) -> str:
+    rows = [("configuration", "impl", "median s/step", "chars/s", "peak MB", "speed-up")]
+    for res in results:
+        d = res.as_dict()
+        for impl, v in d["impls"].items():
+            speed = ""
+            if impl == "fast" and "speedup_fast_over_reference" in d:
+                speed = f"{d['speedup_fast_over_reference']:.2f}x"
+            peak = f"{v['peak_bytes'] / 2**20:.0f}" if v["peak_bytes"] else "-"
+            rows.append((res.setup.describe(), impl, f"{v['median_s']:.4f}", f"{v['chars_per_s']:,.0f}", peak, speed))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(x.rstrip() for x in lines)
