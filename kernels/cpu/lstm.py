@@ -1,0 +1,79 @@
+"""Fast CPU LSTM: batched input projection, fused step kernels, one-product weight gradients.
+
+Same parameters, state and interface as the reference ``minirnn.units.LSTM``
+(docs/lstm.md); only the order of the work differs (docs/kernels.md):
+
+forward   Zx = X W[:I] + b for all T*B rows at once            (input part of [LSTM-F1])
+          per step: zh = h_{t-1} W[I:] (BLAS, into a buffer) then ``lstm_fwd``
+backward  per step: ``lstm_bwd`` then dh_carry = dz_t W[I:]^T (BLAS, into a buffer)
+          after the loop: dW[:I] = X^T dZ, dW[I:] = H_prev^T dZ, db = sum dZ,
+          dX = dZ W[:I]^T                                       ([LSTM-B7], [LSTM-B8])
+
+The returned ``hs`` and final state are views of the cache's buffers: do not write
+into them before calling backward.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minirnn.units.lstm import LSTM
+
+from ._common import as_c, carry_in, is_numpy
+from .gates import lstm_bwd, lstm_fwd
+
+
+class FastLSTM(LSTM):
+    """``LSTM`` with the fused CPU forward/backward (NumPy arrays; others use the reference)."""
+
+    def forward(self, params, x, state0):
+        if not is_numpy(x, *state0):
+            return super().forward(params, x, state0)
+        dt = np.result_type(x.dtype, np.float32)
+        T, B, I = x.shape
+        H = self.hidden_size
+        W = as_c(params["W"], dt)
+        b = as_c(params["b"], dt)
+        x = as_c(x, dt)
+        W_x, W_h = W[:I], W[I:]                        # contiguous row blocks, no copy
+
+        Zx = np.matmul(x.reshape(T * B, I), W_x).reshape(T, B, 4 * H)
+        Zx += b                                        # input part of [LSTM-F1], all steps
+        Hs = np.empty((T + 1, B, H), dtype=dt)         # Hs[t] = h_{t-1}; Hs[1:] = outputs
+        Cs = np.empty((T + 1, B, H), dtype=dt)         # Cs[t] = c_{t-1}
+        G = np.empty((T, B, 4 * H), dtype=dt)          # [sig(i) | tanh(j) | sig(f+1) | sig(o)]
+        TC = np.empty((T, B, H), dtype=dt)             # tanh(c_t)
+        zh = np.empty((B, 4 * H), dtype=dt)
+        Hs[0] = state0[0]
+        Cs[0] = state0[1]
+        for t in range(T):
+            np.matmul(Hs[t], W_h, out=zh)              # recurrent part of [LSTM-F1]
+            lstm_fwd(Zx[t], zh, Cs[t], G[t], Cs[t + 1], TC[t], Hs[t + 1])  # [LSTM-F1]..[LSTM-F4]
+        cache = {"fast": True, "x": x, "Hs": Hs, "Cs": Cs, "G": G, "TC": TC}
+        return Hs[1:], (Hs[T], Cs[T]), cache
+
+    def backward(self, params, cache, dhs, dstate_T=None):
+        if not (isinstance(cache, dict) and cache.get("fast")):
+            return super().backward(params, cache, dhs, dstate_T)
+        x, Hs, Cs, G, TC = cache["x"], cache["Hs"], cache["Cs"], cache["G"], cache["TC"]
+        dt = x.dtype
+        T, B, I = x.shape
+        H = self.hidden_size
+        W = as_c(params["W"], dt)
+        W_x, W_h = W[:I], W[I:]
+        dhs = as_c(dhs, dt)
+
+        dh_carry = carry_in(dstate_T, 0, (B, H), dt)   # [LSTM-B9] (at t = T-1: dL/d final state)
+        dc_carry = carry_in(dstate_T, 1, (B, H), dt)
+        dZ = np.empty((T, B, 4 * H), dtype=dt)
+        W_hT = W_h.T                                    # a transposed view; BLAS reads it as is
+        for t in range(T - 1, -1, -1):
+            lstm_bwd(dhs[t], dh_carry, dc_carry, G[t], TC[t], Cs[t], dZ[t])  # [LSTM-B1]..[LSTM-B6]
+            np.matmul(dZ[t], W_hT, out=dh_carry)        # [LSTM-B8] (the h rows)
+
+        dZ2 = dZ.reshape(T * B, 4 * H)
+        dW = np.empty((I + H, 4 * H), dtype=dt)
+        np.matmul(x.reshape(T * B, I).T, dZ2, out=dW[:I])            # [LSTM-B7]
+        np.matmul(Hs[:T].reshape(T * B, H).T, dZ2, out=dW[I:])       # [LSTM-B7]
+        dparams = {"W": dW, "b": dZ2.sum(axis=0)}                    # [LSTM-B7]
+        dx = np.matmul(dZ2, W_x.T).reshape(T, B, I)                  # [LSTM-B8]
+        return dparams, dx, (dh_carry, dc_carry)                     # [LSTM-B9]
