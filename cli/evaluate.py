@@ -1,0 +1,34 @@
+"""`minirnn evaluate`: the published metrics of a checkpoint (a thin wrapper of minirnn.evaluate)."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=True))
+@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N observations of the split.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Observations per batch (the metrics do not depend on it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True,
+              help="Where to compute (auto: the GPU when usable, else the CPU).")
+@click.option("--impl", type=click.Choice(["fast", "reference"]), default="fast", show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+def evaluate(checkpoint, split, limit, batch_size, as_json, device, impl, progress):
+    """Cross-entropy, accuracy and top-1/2/3 accuracy by letters seen, as published.
+
+    CHECKPOINT is the .h5 file written by 'minirnn train'.
+    """
+    from minirnn.evaluate import evaluate_checkpoint, format_metrics
+
+    result = evaluate_checkpoint(checkpoint, split=split, device=device, limit=limit, batch_size=batch_size,
+                                 impl=impl, progress=progress and not as_json)
+    if result.get("note"):
+        click.echo(result["note"], err=True)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, allow_nan=True))
+    else:
+        click.echo(format_metrics(result))

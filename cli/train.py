@@ -1,0 +1,76 @@
+"""`minirnn train`: train one unit on the autocomplete task (a thin wrapper of minirnn.train)."""
+from __future__ import annotations
+
+import click
+
+from minirnn.presets import PRESETS
+
+from .options import depth_option, device_option, hidden_option, layers_option, unit_option
+
+
+@click.command()
+@unit_option
+@click.option("--preset", type=click.Choice(PRESETS), default=None,
+              help="Named configuration: demo (small, built-in corpus, ~2 min on a laptop) or paper (the study). "
+                   "[default: demo]")
+@hidden_option
+@layers_option
+@depth_option
+@click.option("--vocab-size", type=click.IntRange(min=1), default=None, help="Output words (classes = this + 2).")
+@click.option("--max-length", type=click.IntRange(min=2), default=None, help="Characters per observation.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Observations per mini-batch.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Adam learning rate.")
+@click.option("--steps", type=click.IntRange(min=0), default=None,
+              help="Total optimizer steps of the run (wins over --epochs).")
+@click.option("--epochs", type=click.IntRange(min=0), default=None, help="Total epochs over the training split.")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Seed of the initial parameters and of the batch order. [default: 0]")
+@click.option("--corpus", default=None, help="builtin, text8 (downloaded once) or the path of a text file.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint file. [default: runs/<unit>-<preset>.h5]")
+@click.option("--resume", is_flag=True, help="Continue the run saved at --out (its settings are reused).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint at --out instead of refusing.")
+@device_option
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None, help="[default: float32]")
+@click.option("--impl", type=click.Choice(["fast", "reference"]), default="fast", show_default=True,
+              help="Fused kernels or the readable reference code.")
+@click.option("--outer-tanh/--no-outer-tanh", default=None,
+              help="Nested LSTM: tanh on the outer level's candidate (the study's code has none). [default: off]")
+@click.option("--eval-every", type=click.IntRange(min=0), default=None,
+              help="Validation loss every N steps (0: never).")
+@click.option("--eval-batches", type=click.IntRange(min=0), default=None,
+              help="Validation batches used each time (a fixed subset).")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=None,
+              help="Save a checkpoint every N steps (always at the end).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+def train(unit, preset, hidden, layers, depth, vocab_size, max_length, batch_size, lr, steps, epochs, seed, corpus,
+          out, resume, overwrite, device, dtype, impl, outer_tanh, eval_every, eval_batches, checkpoint_every,
+          progress):
+    """Train a GRU, LSTM or Nested LSTM and save a checkpoint.
+
+    Prints a progress bar (step, loss, characters/s, ETA) on stderr and a short
+    summary at the end.  With --resume the run continues exactly where the
+    checkpoint stopped; --steps/--epochs count from the start of the run.
+    """
+    from minirnn.train import TrainConfig, default_out
+    from minirnn.train import train as run_training
+
+    overrides = dict(hidden=hidden, layers=layers, depth=depth, vocab_size=vocab_size, max_length=max_length,
+                     batch_size=batch_size, lr=lr, steps=steps, epochs=epochs, seed=seed, corpus=corpus,
+                     dtype=dtype, outer_tanh=outer_tanh, eval_every=eval_every, eval_batches=eval_batches,
+                     checkpoint_every=checkpoint_every)
+    out = out or default_out(unit, preset or "demo")
+    if resume:
+        from pathlib import Path
+
+        from minirnn.errors import MinirnnError
+
+        if not Path(out).expanduser().exists():
+            raise MinirnnError(f"there is no checkpoint at {out} to resume; drop --resume to start a new run "
+                               "or give the run's --out")
+        config = TrainConfig.from_checkpoint(out, unit=unit, device=device, impl=impl, **overrides)
+        if preset is not None and config.preset not in (None, preset):
+            raise MinirnnError(f"checkpoint {out} is a {config.preset} run, not {preset}; drop --preset to resume it")
+    else:
+        config = TrainConfig.from_preset(preset or "demo", unit, device=device, impl=impl, out=out, **overrides)
+    run_training(config, resume=resume, progress=progress, echo=click.echo, overwrite=overwrite)

@@ -1,0 +1,283 @@
+"""Training checkpoints: one HDF5 file per run, written atomically.
+
+The layout is documented field by field in ``docs/checkpoint-format.md``; in short::
+
+    /                      attrs: format, format_version, minirnn_version, step,
+                                  config (JSON), model_config (JSON), dtype, extra (JSON)
+    /params/<name>         every model parameter (float32 or float64)
+    /optimizer             attrs: t, lr, beta1, beta2, eps
+    /optimizer/m/<name>    Adam's first moments
+    /optimizer/v/<name>    Adam's second moments
+    /order                 attrs: epoch, position (the BatchOrder state)
+    /vocabulary/output_words   the output words, id order (ASCII bytes)
+    /history/<key>         1-D arrays (train_step, train_loss, val_step, val_loss, ...)
+
+Only NumPy arrays are written (device arrays are copied to the host first), so
+a checkpoint written on a GPU opens on a machine without one.  Saving writes a
+temporary file ``<name>.tmp-XXXX`` in the same folder, flushes and fsyncs it,
+then renames it over the old file with ``os.replace``: a crash or a full disk
+never leaves a half-written checkpoint under the real name.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MinirnnError
+
+FORMAT = "minirnn-checkpoint"
+FORMAT_VERSION = 1
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "Checkpoint", "save_checkpoint", "load_checkpoint", "peek_checkpoint"]
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` returns."""
+
+    model: object                      # a minirnn.model.Model with the saved parameters
+    optimizer_state: dict              # Adam.state_dict() form: t, lr, beta1, beta2, eps, m, v
+    step: int                          # optimizer steps taken so far
+    order_state: dict                  # BatchOrder.state(): {'epoch': e, 'position': p}
+    config: dict                       # the TrainConfig of the run, as a dict
+    output_words: list                 # output vocabulary, id order
+    history: dict                      # name -> 1-D NumPy array
+    extra: dict = field(default_factory=dict)
+    path: Path | None = None
+    model_config: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- saving
+
+def _json(value) -> str:
+    return json.dumps(value, sort_keys=True, default=_json_default)
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _write(f, model, optimizer, step, order_state, config, output_words, history, extra) -> None:
+    from . import __version__
+
+    params = model.host_params()
+    dtype = next(iter(params.values())).dtype
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["minirnn_version"] = __version__
+    f.attrs["step"] = np.int64(step)
+    f.attrs["config"] = _json(dict(config))
+    f.attrs["model_config"] = _json(dict(model.config))
+    f.attrs["dtype"] = str(dtype)
+    f.attrs["extra"] = _json(dict(extra or {}))
+
+    group = f.create_group("params")
+    for name, value in params.items():
+        group.create_dataset(name, data=value)
+
+    state = optimizer.state_dict()
+    opt = f.create_group("optimizer")
+    opt.attrs["t"] = np.int64(state["t"])
+    for key in ("lr", "beta1", "beta2", "eps"):
+        opt.attrs[key] = np.float64(state[key])
+    for key in ("m", "v"):
+        moments = opt.create_group(key)
+        for name, value in state[key].items():
+            moments.create_dataset(name, data=value)
+
+    order = f.create_group("order")
+    for key, value in dict(order_state).items():
+        order.attrs[key] = np.int64(value)
+
+    vocab = f.create_group("vocabulary")
+    vocab.create_dataset("output_words", data=np.array([w.encode("ascii") for w in output_words], dtype=bytes))
+
+    hist = f.create_group("history")
+    for key, values in dict(history).items():
+        hist.create_dataset(key, data=np.asarray(values))
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable (best effort: not every platform can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path, model, optimizer, *, step: int, order_state: dict, config: dict, output_words,
+                    history: dict, extra: dict | None = None) -> Path:
+    """Write a checkpoint atomically and return its path.
+
+    ``config`` is a plain dict (e.g. ``dataclasses.asdict(TrainConfig)``),
+    ``history`` maps names to 1-D sequences.  On any failure (a full disk, a
+    folder without write permission) the temporary file is removed, a file
+    already at ``path`` is left untouched, and :class:`MinirnnError` is raised.
+    """
+    import h5py
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise MinirnnError(f"checkpoint path {path} is a folder; give a file name such as {path / 'run.h5'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise MinirnnError(f"cannot write checkpoint {path} ({exc.strerror or exc}); choose a writable --out") from None
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write(f, model, optimizer, step, order_state, config, output_words, history, extra)
+            f.flush()
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            if exc.errno == errno.ENOSPC or "No space" in str(exc):
+                raise MinirnnError(f"the disk is full: could not save checkpoint {path} (the previous checkpoint, "
+                                   "if any, is intact); free some space and resume with --resume") from None
+            raise MinirnnError(f"could not save checkpoint {path} ({exc}); check the folder's permissions and "
+                               "free space (the previous checkpoint, if any, is intact)") from None
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+# ----------------------------------------------------------------------------- loading
+
+def _fix(path: Path) -> str:
+    return f"give the .h5 file written by 'minirnn train' (--out), or train again to recreate {path.name}"
+
+
+def _open(path):
+    """Open a checkpoint for reading, turning every way it can fail into one line."""
+    import h5py
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise MinirnnError(f"checkpoint {path} does not exist; check the path or train a model first with 'minirnn train'")
+    if path.is_dir():
+        raise MinirnnError(f"checkpoint {path} is a folder; give the .h5 file written by 'minirnn train'")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise MinirnnError(f"{path} is not a readable HDF5 file (corrupt, truncated or another kind of file); "
+                           f"{_fix(path)}") from None
+    fmt = f.attrs.get("format")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode("ascii", "replace")
+    if fmt != FORMAT:
+        f.close()
+        raise MinirnnError(f"{path} is an HDF5 file but not a minirnn checkpoint; {_fix(path)}")
+    version = int(f.attrs.get("format_version", -1))
+    if version != FORMAT_VERSION:
+        f.close()
+        raise MinirnnError(f"{path} has checkpoint format version {version}, this minirnn reads {FORMAT_VERSION}; "
+                           "use the minirnn version that wrote it")
+    return path, f
+
+
+def _damaged(path: Path, exc: BaseException) -> MinirnnError:
+    why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return MinirnnError(f"checkpoint {path} is damaged ({why}); {_fix(path)}")
+
+
+def _str_attr(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def peek_checkpoint(path) -> dict:
+    """The run configuration, model configuration and step of a checkpoint, without loading arrays."""
+    path, f = _open(path)
+    try:
+        with f:
+            return {"config": json.loads(_str_attr(f.attrs["config"])),
+                    "model_config": json.loads(_str_attr(f.attrs["model_config"])),
+                    "step": int(f.attrs["step"]), "dtype": _str_attr(f.attrs["dtype"])}
+    except MinirnnError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise _damaged(path, exc) from None
+
+
+def _read_group(group) -> dict:
+    return {name: np.array(group[name][()]) for name in group}
+
+
+def load_checkpoint(path, device: str = "cpu", impl: str = "fast") -> Checkpoint:
+    """Read a checkpoint and rebuild its model on ``device`` ('cpu' or 'gpu').
+
+    Raises :class:`MinirnnError` (one line) for a missing, corrupt, truncated or
+    foreign file.
+    """
+    from .model import Model
+
+    path, f = _open(path)
+    try:
+        with f:
+            step = int(f.attrs["step"])
+            config = json.loads(_str_attr(f.attrs["config"]))
+            model_config = json.loads(_str_attr(f.attrs["model_config"]))
+            extra = json.loads(_str_attr(f.attrs.get("extra", "{}")))
+            dtype = _str_attr(f.attrs["dtype"])
+            params = _read_group(f["params"])
+            opt = f["optimizer"]
+            optimizer_state = {"t": int(opt.attrs["t"]),
+                               **{k: float(opt.attrs[k]) for k in ("lr", "beta1", "beta2", "eps")},
+                               "m": _read_group(opt["m"]), "v": _read_group(opt["v"])}
+            order_state = {k: int(v) for k, v in f["order"].attrs.items()}
+            output_words = [w.decode("ascii") for w in f["vocabulary/output_words"][()]]
+            history = _read_group(f["history"])
+    except MinirnnError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeDecodeError) as exc:
+        raise _damaged(path, exc) from None
+
+    known = {"unit", "hidden", "layers", "depth", "input_vocab", "output_vocab", "embedding_size", "seed",
+             "outer_tanh"}
+    try:
+        model = Model(**{k: v for k, v in model_config.items() if k in known}, device=device, dtype=dtype, impl=impl)
+        model.load_params(params)
+    except (ValueError, TypeError) as exc:
+        raise _damaged(path, exc) from None
+    if len(output_words) != model.config["output_vocab"]:
+        raise _damaged(path, ValueError(f"{len(output_words)} output words for {model.config['output_vocab']} classes"))
+    for key in ("m", "v"):
+        if set(optimizer_state[key]) != set(params) or any(
+                optimizer_state[key][k].shape != params[k].shape for k in params):
+            raise _damaged(path, ValueError("optimizer state does not match the parameters"))
+    if "epoch" not in order_state or "position" not in order_state:
+        raise _damaged(path, KeyError("batch order state"))
+    order_state = {"epoch": order_state["epoch"], "position": order_state["position"]}
+    return Checkpoint(model=model, optimizer_state=optimizer_state, step=step, order_state=order_state,
+                      config=config, output_words=output_words, history=history, extra=extra, path=path,
+                      model_config=model_config)
+

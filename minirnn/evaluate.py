@@ -1,0 +1,211 @@
+"""The published metrics of a trained model (REFERENCE.md section 1, docs/training.md).
+
+- **cross-entropy**: for each observation, the mean of -log p(target) over its
+  positions whose target is a known word (id >= 2); then the mean of those
+  per-observation means over the observations (as the study computed it, one
+  observation at a time).  An observation with no known word has no mean and is
+  left out (counted in ``observations_without_known_words``).
+- **accuracy**: argmax == target over *every* character position of the
+  observations, positions whose target is ``<unknown>`` included (correct only
+  when ``<unknown>`` is predicted).  ``accuracy_known`` is the same over the
+  known-word positions only.
+- **top-k accuracy by letters seen**: position 0 of a word is its leading space
+  (0 letters seen), position k has seen k letters; counted like ``accuracy``,
+  a position being correct when the target is among the k most probable ids.
+  The last bucket collects ``max_letters`` letters or more.
+- **baseline**: always predicting the most frequent known word of the training
+  split, counted like ``accuracy``.
+
+Observations are evaluated in batches padded to the longest one.  A recurrent
+network reads left to right and padding only ever *follows* an observation's
+real characters, so every real position sees exactly the inputs it sees in a
+batch of one; padded positions are dropped before any metric is computed.  The
+per-observation means are therefore those of batches of 1 (up to floating-point
+rounding of the matrix products; tests compare with a batch size of 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import MinirnnError
+from .layers import dense_scores
+
+PAD, SPACE = 0, 1
+FIRST_WORD = 2
+MAX_LETTERS = 15
+
+
+def letters_seen(source: np.ndarray) -> np.ndarray:
+    """For ids (B, T): how many letters of the current word precede each position (0 at a space)."""
+    source = np.asarray(source)
+    pos = np.broadcast_to(np.arange(source.shape[1]), source.shape)
+    last_space = np.maximum.accumulate(np.where(source == SPACE, pos, 0), axis=1)
+    return pos - last_space
+
+
+def _progress(enabled: bool, length: int, label: str):
+    if not enabled:
+        return None
+    import click
+
+    return click.progressbar(length=length, label=label, file=click.get_text_stream("stderr"), show_eta=True)
+
+
+def evaluate_model(model, dataset, split: str = "test", batch_size: int = 64, limit: int | None = None,
+                   max_k: int = 3, max_letters: int = MAX_LETTERS, progress: bool = False) -> dict:
+    """Metrics of ``model`` on ``split`` of ``dataset`` (the first ``limit`` observations when given).
+
+    Returns a JSON-serialisable dict; see the module docstring for the definitions.
+    """
+    if batch_size < 1:
+        raise MinirnnError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if len(dataset.output_words) != model.config["output_vocab"]:
+        raise MinirnnError(f"the model predicts {model.config['output_vocab']} classes but the dataset has "
+                           f"{len(dataset.output_words)}; evaluate with the dataset the model was trained on")
+    indices = dataset.split(split)
+    if limit is not None:
+        if limit < 1:
+            raise MinirnnError(f"--limit must be a positive number of observations, got {limit}")
+        indices = indices[:limit]
+    if len(indices) == 0:
+        raise MinirnnError(f"the {split} split has no observations; use a larger corpus or another --split")
+    xp = model.xp
+    W, b = model.params["dense.W"], model.params["dense.b"]
+    baseline_id = int(dataset.most_frequent_target())
+
+    n_buckets = max_letters + 1
+    bucket_positions = np.zeros(n_buckets, dtype=np.int64)
+    bucket_hits = np.zeros((max_k, n_buckets), dtype=np.int64)
+    positions = counted_positions = correct = correct_known = baseline_correct = 0
+    ce_sum, ce_observations, no_known = 0.0, 0, 0
+
+    bar = _progress(progress, len(indices), f"evaluating {split}")
+    try:
+        for start in range(0, len(indices), batch_size):
+            source, target = dataset.batch(indices[start:start + batch_size])
+            mask = source != PAD
+            Hs = model.hidden_outputs(source)                       # (B, T, H)
+            flat_target = target[mask]
+            nll, topk = dense_scores(Hs[xp.asarray(mask)], xp.asarray(flat_target), W, b, k=max_k,
+                                     chunk=model.chunk_size)
+            rows = np.nonzero(mask)[0]                              # observation of each real position
+            known = flat_target >= FIRST_WORD
+
+            # cross-entropy: per-observation masked means, then their mean
+            sums = np.bincount(rows[known], weights=nll[known], minlength=source.shape[0])
+            counts = np.bincount(rows[known], minlength=source.shape[0])
+            has = counts > 0
+            ce_sum += float(np.sum(sums[has] / counts[has]))
+            ce_observations += int(np.count_nonzero(has))
+            no_known += int(np.count_nonzero(~has))
+
+            # accuracy over every real position (unknown targets included)
+            hits = topk == flat_target[:, None]
+            top1 = hits[:, 0]
+            positions += flat_target.size
+            counted_positions += int(np.count_nonzero(known))
+            correct += int(np.count_nonzero(top1))
+            correct_known += int(np.count_nonzero(top1 & known))
+            baseline_correct += int(np.count_nonzero(flat_target == baseline_id))
+
+            # top-k accuracy by letters seen
+            letters = np.minimum(letters_seen(source)[mask], max_letters)
+            bucket_positions += np.bincount(letters, minlength=n_buckets)
+            cumulative = np.logical_or.accumulate(hits, axis=1)
+            for k in range(max_k):
+                bucket_hits[k] += np.bincount(letters[cumulative[:, k]], minlength=n_buckets)
+            if bar is not None:
+                bar.update(source.shape[0])
+    finally:
+        if bar is not None:
+            bar.render_finish()
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = bucket_hits / bucket_positions
+    by_letters = {"letters": list(range(n_buckets)), "last_is_at_least": True,
+                  "positions": bucket_positions.tolist()}
+    for k in range(max_k):
+        by_letters[f"top{k + 1}"] = [None if not np.isfinite(r) else float(r) for r in rates[k]]
+    return {
+        "split": split,
+        "observations": int(len(indices)),
+        "positions": int(positions),
+        "counted_positions": int(counted_positions),
+        "cross_entropy": ce_sum / ce_observations if ce_observations else float("nan"),
+        "accuracy": correct / positions,
+        "accuracy_known": correct_known / counted_positions if counted_positions else float("nan"),
+        "baseline_accuracy": baseline_correct / positions,
+        "baseline_word": dataset.output_words[baseline_id],
+        "observations_without_known_words": int(no_known),
+        "by_letters": by_letters,
+    }
+
+
+def evaluate_checkpoint(path, split: str = "test", device: str = "cpu", limit: int | None = None,
+                        batch_size: int = 64, impl: str = "fast", progress: bool = False, dataset=None) -> dict:
+    """Load a checkpoint, rebuild (or load from the cache) its dataset and evaluate it.
+
+    ``device`` may be 'cpu', 'gpu' or 'auto'; when 'auto' falls back to the CPU
+    the result holds the reason under ``note``.
+    """
+    from .backend import resolve_device
+    from .checkpoint import load_checkpoint
+
+    resolved, note = resolve_device(device)
+    ck = load_checkpoint(path, device=resolved, impl=impl)
+    if dataset is None:
+        dataset = dataset_of_checkpoint(ck, progress=progress)
+    if list(dataset.output_words) != ck.output_words:
+        raise MinirnnError(f"the dataset rebuilt from corpus {ck.config.get('corpus')!r} has another output "
+                           f"vocabulary than checkpoint {ck.path}; the corpus file changed since training")
+    result = evaluate_model(ck.model, dataset, split=split, batch_size=batch_size, limit=limit, progress=progress)
+    result.update({"checkpoint": str(ck.path), "unit": ck.config.get("unit"), "step": ck.step,
+                   "preset": ck.config.get("preset"), "device": resolved})
+    if note:
+        result["note"] = note
+    return result
+
+
+def dataset_of_checkpoint(ck, progress: bool = False):
+    """The dataset a checkpoint was trained on (from the cache when possible)."""
+    from pathlib import Path
+
+    from .data import load_or_build_dataset
+    from .train import DEFAULT_DATA_SEED
+
+    cfg = ck.config
+    corpus = cfg.get("corpus", "builtin")
+    fallback = ck.extra.get("corpus_path")
+    if corpus not in ("builtin", "text8") and not Path(corpus).expanduser().exists() and fallback:
+        corpus = fallback
+    try:
+        return load_or_build_dataset(corpus, int(cfg["vocab_size"]), int(cfg["max_length"]),
+                                     int(cfg.get("data_seed", DEFAULT_DATA_SEED)), progress=progress)
+    except KeyError as exc:
+        raise MinirnnError(f"checkpoint {ck.path} lacks the data setting {exc}; it was not written by 'minirnn train'") from None
+
+
+def format_metrics(result: dict) -> str:
+    """The human-readable report of ``minirnn evaluate``."""
+    lines = []
+    if result.get("checkpoint"):
+        lines.append(f"{result['checkpoint']}: {result.get('unit')} after {result.get('step')} steps")
+    lines.append(f"{result['split']} split: {result['observations']:,} observations, "
+                 f"{result['positions']:,} characters ({result['counted_positions']:,} of known words)")
+    lines.append(f"cross-entropy  {result['cross_entropy']:.4f}")
+    lines.append(f"accuracy       {100 * result['accuracy']:.2f}%   (known words only: "
+                 f"{100 * result['accuracy_known']:.2f}%)")
+    lines.append(f"baseline       {100 * result['baseline_accuracy']:.2f}%   (always '{result['baseline_word']}')")
+    table = result["by_letters"]
+    ks = [key for key in table if key.startswith("top")]
+    last = table["letters"][-1]
+    lines.append("")
+    lines.append("accuracy by letters seen (0 = the leading space)")
+    lines.append("letters " + " ".join([f"{'positions':>9}"] + [f"{k:>6}" for k in ks]))
+    for i, letters in enumerate(table["letters"]):
+        if table["positions"][i] == 0:
+            continue
+        label = f"{letters}+" if letters == last and table.get("last_is_at_least") else str(letters)
+        cells = [f"{table['positions'][i]:>9,}"] + [f"{table[k][i]:>6.3f}" for k in ks]
+        lines.append(f"{label:>7} " + " ".join(cells))
+    return "\n".join(lines)

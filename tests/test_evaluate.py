@@ -1,0 +1,93 @@
+"""Evaluation: the published metrics against a direct computation one observation at a time."""
+import numpy as np
+import pytest
+
+from minirnn.data import load_or_build_dataset
+from minirnn.evaluate import evaluate_model, letters_seen
+from minirnn.model import Model
+from minirnn.optim import Adam
+
+VOCAB = ["the", "of", "and", "cat", "sat", "on", "mat", "dog", "ran", "far", "a", "big", "red", "sun", "tree",
+         "house", "river", "stone", "light", "quick"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    rng = np.random.default_rng(11)
+    p = 1.0 / np.arange(1, len(VOCAB) + 1)
+    path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
+    path.write_text(" ".join(rng.choice(VOCAB, size=2400, p=p / p.sum())))
+    ds = load_or_build_dataset(str(path), vocab_size=12, max_length=40)
+    model = Model("gru", hidden=8, layers=2, output_vocab=len(ds.output_words), seed=1, dtype="float64",
+                  impl="reference")
+    opt = Adam(model.params, lr=2e-2)
+    train = ds.split("train")
+    for start in range(0, 160, 16):       # a few steps so the predictions are not uniform
+        opt.step(model.loss_and_grads(*ds.batch(train[start:start + 16]))[1])
+    return ds, model
+
+
+def direct(model, ds, split, k=3, cap=15):
+    """The study's way: one observation at a time, full softmax, plain loops."""
+    ce, n_ce, pos, correct = [], 0, 0, 0
+    hits = np.zeros((k, cap + 1))
+    counts = np.zeros(cap + 1)
+    for i in ds.split(split):
+        source, target = ds.observation(i)
+        logits = np.asarray(model.logits(source[None]))[0]
+        logp = logits - logits.max(1, keepdims=True)
+        logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
+        known = target >= 2
+        if known.any():
+            ce.append(np.mean(-logp[np.arange(len(target)), target][known]))
+        order = np.argsort(-logits, axis=1)
+        letters = 0
+        for t in range(len(target)):
+            letters = 0 if source[t] == 1 else letters + 1
+            b = min(letters, cap)
+            counts[b] += 1
+            for kk in range(k):
+                hits[kk, b] += target[t] in order[t, :kk + 1]
+            correct += order[t, 0] == target[t]
+            pos += 1
+    return np.mean(ce), correct / pos, pos, hits, counts
+
+
+def test_letters_seen():
+    source = np.array([[1, 21, 9, 6, 1, 4, 2, 21, 0, 0]])        # " the cat" + padding
+    assert letters_seen(source)[0, :8].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("split", ["test", "validation"])
+def test_metrics_match_a_direct_computation_with_batches_of_one(setup, split):
+    ds, model = setup
+    ce, acc, pos, hits, counts = direct(model, ds, split)
+    got = evaluate_model(model, ds, split, batch_size=7)
+    assert got["positions"] == pos and got["observations"] == len(ds.split(split))
+    assert got["cross_entropy"] == pytest.approx(ce, rel=1e-12)
+    assert got["accuracy"] == pytest.approx(acc, abs=1e-15)
+    table = got["by_letters"]
+    assert table["positions"] == counts.astype(int).tolist()
+    for kk in range(3):
+        expect = [h / c if c else None for h, c in zip(hits[kk], counts)]
+        assert table[f"top{kk + 1}"] == pytest.approx(expect, abs=1e-15)
+    assert table["top1"][0] is not None and table["top1"][0] <= table["top3"][0]
+    assert got["baseline_accuracy"] == pytest.approx(ds.baseline_accuracy(split), abs=1e-15)
+    assert got["baseline_word"] == ds.output_words[ds.most_frequent_target()]
+
+
+def test_batching_does_not_change_the_metrics(setup):
+    ds, model = setup
+    one = evaluate_model(model, ds, "test", batch_size=1)
+    many = evaluate_model(model, ds, "test", batch_size=64)
+    assert many["cross_entropy"] == pytest.approx(one["cross_entropy"], rel=1e-12)
+    for key in ("accuracy", "accuracy_known", "positions", "counted_positions", "baseline_accuracy"):
+        assert many[key] == one[key], key
+    assert many["by_letters"] == one["by_letters"]
+
+
+def test_limit_takes_the_first_observations(setup):
+    ds, model = setup
+    got = evaluate_model(model, ds, "test", limit=2)
+    assert got["observations"] == 2
+    assert got["positions"] == int(ds.lengths[ds.split("test")[:2]].sum())
