@@ -50,15 +50,19 @@ def counted_positions(target):
     return target >= FIRST_WORD
 
 
-def dense_xent_forward_backward(Hs, target, W, b, chunk: int = DEFAULT_CHUNK, need_grads: bool = True):
+def dense_xent_forward_backward(Hs, target, W, b, chunk: int = DEFAULT_CHUNK, need_grads: bool = True,
+                                fused: bool = False):
     """Mean masked cross-entropy of softmax(Hs W + b) and, optionally, its gradients.
 
     ``Hs`` (N, H) are the top layer's outputs at N positions, ``target`` (N,) ids.
     Returns (loss, count, dHs, dW, db) where loss is the mean over counted
     positions [CE-F3] (0 when none count) and dHs has zeros at uncounted rows.
+    ``fused`` (the fast path) turns each chunk's logits into dZ with one kernel
+    (Numba on the CPU, CUDA on the GPU) instead of the readable array code below.
     """
     xp = array_module(Hs)
     dtype = Hs.dtype
+    n = Hs.shape[0]
     keep = xp.nonzero(counted_positions(target))[0]
     count = int(keep.size)
     dHs = xp.zeros_like(Hs) if need_grads else None
@@ -66,36 +70,61 @@ def dense_xent_forward_backward(Hs, target, W, b, chunk: int = DEFAULT_CHUNK, ne
     db = xp.zeros_like(b) if need_grads else None
     if count == 0:
         return 0.0, 0, dHs, dW, db
+    fused = fused and need_grads
+    kernel = _FusedSoftmaxXent(xp, min(chunk, count), W.shape[1], dtype) if fused else None
     total = xp.zeros((), dtype=np.float64)
     for start in range(0, count, chunk):
-        rows = keep[start:start + chunk]
+        if count == n:   # every position counts: contiguous views, no gather/scatter copies
+            rows = slice(start, start + chunk)
+        else:
+            rows = keep[start:start + chunk]
         h = Hs[rows]
         t = target[rows]
-        logits = h @ W + b                                                     # [DENSE-F1]
-        if need_grads and xp is not np:
-            # GPU: one fused kernel turns the logits into dZ in place and returns
-            # the chunk's share of the mean loss ([CE-F1], [CE-B1], [CE-B2]).
-            from minirnn.kernels.cuda.xent import softmax_xent_chunk
-
-            part, dlogits = softmax_xent_chunk(logits, t, 1.0 / count)
+        if fused:
+            part, dlogits = kernel(h, W, b, t, 1.0 / count)                   # [DENSE-F1], [CE-F1], [CE-B1], [CE-B2]
             total += part * count
-            dW += h.T @ dlogits                                                # [DENSE-B2]
-            db += dlogits.sum(axis=0)                                          # [DENSE-B3]
-            dHs[rows] = dlogits @ W.T                                          # [DENSE-B1]
-            continue
-        m = logits.max(axis=1, keepdims=True)
-        e = xp.exp(logits - m)                                                 # [CE-F1] shifted for stability
-        s = e.sum(axis=1, keepdims=True)
-        picked = logits[xp.arange(rows.size), t]
-        total += xp.sum((m[:, 0] + xp.log(s[:, 0]) - picked).astype(np.float64))   # [CE-F1]
-        if need_grads:
+        else:
+            logits = h @ W + b                                                 # [DENSE-F1]
+            m = logits.max(axis=1, keepdims=True)
+            e = xp.exp(logits - m)                                             # [CE-F1] shifted for stability
+            s = e.sum(axis=1, keepdims=True)
+            picked = logits[xp.arange(h.shape[0]), t]
+            total += xp.sum((m[:, 0] + xp.log(s[:, 0]) - picked).astype(np.float64))   # [CE-F1]
+            if not need_grads:
+                continue
             dlogits = e / s                                                    # [CE-B1] softmax ...
-            dlogits[xp.arange(rows.size), t] -= 1                              # [CE-B1] ... minus one-hot
+            dlogits[xp.arange(h.shape[0]), t] -= 1                             # [CE-B1] ... minus one-hot
             dlogits *= dtype.type(1.0 / count)                                 # [CE-B2] mean over counted
-            dW += h.T @ dlogits                                                # [DENSE-B2]
-            db += dlogits.sum(axis=0)                                          # [DENSE-B3]
-            dHs[rows] = dlogits @ W.T                                          # [DENSE-B1]
+        dW += h.T @ dlogits                                                    # [DENSE-B2]
+        db += dlogits.sum(axis=0)                                              # [DENSE-B3]
+        dHs[rows] = dlogits @ W.T                                              # [DENSE-B1]
     return float(total) / count, count, dHs, dW, db
+
+
+class _FusedSoftmaxXent:
+    """The fast path's chunk step: logits into one reused buffer, then one kernel
+    (Numba on the CPU, CUDA on the GPU) turns them into dZ in place and returns the
+    chunk's weighted loss sum."""
+
+    def __init__(self, xp, rows: int, classes: int, dtype):
+        self.xp = xp
+        self.buffer = xp.empty((rows, classes), dtype=dtype)
+        self.row_loss = np.empty(rows, dtype=np.float64) if xp is np else None
+
+    def __call__(self, h, W, b, t, weight: float):
+        logits = self.buffer[:h.shape[0]]
+        if self.xp is np:
+            from minirnn.kernels.cpu.gates import softmax_xent_rows
+
+            np.matmul(h, W, out=logits)
+            loss = self.row_loss[:h.shape[0]]
+            softmax_xent_rows(logits, b, np.ascontiguousarray(t, dtype=np.int64), weight, loss)
+            return loss.sum(), logits
+        from minirnn.kernels.cuda.xent import softmax_xent_chunk
+
+        self.xp.matmul(h, W, out=logits)
+        logits += b
+        return softmax_xent_chunk(logits, t, weight)
 
 
 def dense_scores(Hs, target, W, b, k: int = 3, chunk: int = DEFAULT_CHUNK):

@@ -121,7 +121,7 @@ class Model:
         H = hs.shape[-1]
         loss, _, dHs, dW, db = L.dense_xent_forward_backward(
             hs.reshape(T * B, H), target.T.reshape(-1), self.params["dense.W"], self.params["dense.b"],
-            chunk=self.chunk_size, need_grads=need_grads)
+            chunk=self.chunk_size, need_grads=need_grads, fused=self.impl == "fast")
         if not need_grads:
             return loss, None, None, None
         grads = {"dense.W": dW, "dense.b": db}

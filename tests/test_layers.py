@@ -93,3 +93,27 @@ def test_embedding_lookup_and_gradient():
             expected[source[b, t]] += dX[t, b]
     expected[0] = 0
     np.testing.assert_allclose(dE, expected, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1000])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_fused_kernel_matches_the_readable_path(batch, chunk, dtype, tol):
+    H, target, W, b = (a.astype(dtype) if a.dtype.kind == "f" else a for a in batch)
+    ref = L.dense_xent_forward_backward(H, target, W, b, chunk=chunk)
+    fused = L.dense_xent_forward_backward(H, target, W, b, chunk=chunk, fused=True)
+    assert fused[0] == pytest.approx(ref[0], rel=tol) and fused[1] == ref[1]
+    for a, c in zip(fused[2:], ref[2:]):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, c, rtol=tol, atol=tol * np.abs(c).max())
+
+
+def test_fused_kernel_handles_extreme_logits():
+    # Logits far apart: the shifted exponentials underflow to zero instead of overflowing.
+    H = np.array([[1.0, 0.0], [0.0, 1.0]])
+    W = np.array([[800.0, -800.0, 0.0], [0.0, 0.0, 0.0]])
+    b = np.zeros(3)
+    target = np.array([2, 2])
+    loss, _, dH, dW, db = L.dense_xent_forward_backward(H, target, W, b, fused=True)
+    assert np.isfinite(loss) and np.all(np.isfinite(dW))
+    assert loss == pytest.approx((800.0 + np.log(3.0)) / 2, rel=1e-14)
+    assert loss == pytest.approx(direct_loss(H, target, W, b), rel=1e-14)

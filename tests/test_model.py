@@ -122,3 +122,19 @@ def test_rejects_malformed_ids():
     model = small_model("gru", layers=1)
     with pytest.raises(ValueError, match="batch, time"):
         model.loss_and_grads(np.zeros(5, dtype=int), np.zeros(5, dtype=int))
+
+
+@pytest.mark.parametrize("unit,layers,depth", [("gru", 2, 1), ("lstm", 2, 1), ("nlstm", 1, 1), ("nlstm", 2, 2),
+                                               ("nlstm", 1, 3)])
+def test_fast_path_equals_reference_path(unit, layers, depth):
+    ref = small_model(unit, layers, depth, impl="reference")
+    fast = Model(unit=unit, hidden=4, layers=layers, depth=depth, output_vocab=9, embedding_size=5, dtype="float64",
+                 impl="fast")
+    fast.load_params(ref.params)
+    source, target = random_batch(np.random.default_rng(5), 4, 7, 28, 9)
+    l_ref, g_ref = ref.loss_and_grads(source, target)
+    l_fast, g_fast = fast.loss_and_grads(source, target)
+    assert l_fast == pytest.approx(l_ref, rel=1e-10)
+    for k in g_ref:
+        scale = np.abs(g_ref[k]).max() or 1.0
+        assert np.abs(g_fast[k] - g_ref[k]).max() <= 1e-10 * scale, k

@@ -401,3 +401,97 @@ def nlstm_gate_bwd(dab, off, gates, c_old, dz, dc_carry, cand_tanh):
             dz[b, H + j] = dg * (one - g * g) if cand_tanh else dg          # [NLSTM-B8], [NLSTM-B11]
             dz[b, 2 * H + j] = db * c_old[b, j] * sf * (one - sf)           # [NLSTM-B9], [NLSTM-B11]
             dc_carry[b, j] = db * sf                                        # [NLSTM-B10]
+
+
+# ================================================= softmax cross-entropy (dense layer)
+# One kernel per chunk of logit rows: the row maximum, the shifted exponentials,
+# their sum, the row's loss and its gradient, in place, reading the row from
+# cache instead of NumPy's five separate passes over (rows x V) memory.
+
+
+def exp_(y):
+    """exp of a float32 or float64 scalar y <= 0, vectorisable (same reduction as ``tanh_``)."""
+    raise NotImplementedError  # pragma: no cover
+
+
+def _exp64(y):
+    y = max(y, -708.0)                            # exp(-708) ~ 3e-308: keeps 2^n a normal number
+    nf = np.floor(y * 1.4426950408889634 + 0.5)
+    r = (y - nf * _LN2_HI) - nf * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r * r + r                             # expm1(r)
+    s = _bits_to_f64((np.int64(nf) + 1023) << 52)  # 2^n
+    return s * p + s                              # 2^n (1 + expm1(r)) = exp(y)
+
+
+def _exp32(y):
+    y = max(y, np.float32(-87.0))                 # exp(-87) ~ 1.6e-38: keeps 2^n a normal number
+    nf = np.floor(y * np.float32(1.4426950408889634) + np.float32(0.5))
+    r = (y - nf * np.float32(_LN2_HI)) - nf * np.float32(_LN2_LO)
+    p = np.float32(1.0 / 40320.0)
+    p = p * r + np.float32(1.0 / 5040.0)
+    p = p * r + np.float32(1.0 / 720.0)
+    p = p * r + np.float32(1.0 / 120.0)
+    p = p * r + np.float32(1.0 / 24.0)
+    p = p * r + np.float32(1.0 / 6.0)
+    p = p * r + np.float32(0.5)
+    p = p * r * r + r
+    s = _bits_to_f32((np.int32(nf) + np.int32(127)) << np.int32(23))
+    return s * p + s
+
+
+@overload(exp_)
+def _exp_ov(y):
+    if isinstance(y, types.Float) and y.bitwidth == 32:
+        return _exp32
+    if isinstance(y, types.Float):
+        return _exp64
+    return None
+
+
+# The row sums are float64 and may be reassociated (summed in SIMD lanes): that is
+# the only licence taken, and it changes a sum by a few float64 roundings.  The
+# loop over rows is serial on purpose: Numba worker threads running right after
+# a multithreaded BLAS product fight OpenBLAS's spinning threads for the same two
+# cores and made this kernel slower, not faster (docs/kernels.md).
+@njit(cache=True, fastmath={"reassoc"}, error_model="numpy", nogil=True)
+def softmax_xent_rows(logits, bias, targets, weight, row_loss):
+    """In place: logits (N, V) -> weight * (softmax(z) - onehot(target)) with z = logits + bias;
+    row_loss[n] <- weight * loss_n.
+
+    z_n    = logits_n + bias                                            [DENSE-F1] (the bias)
+    loss_n = max_n + log(sum_v exp(z_nv - max_n)) - z_n,target          [CE-F1]
+    dZ_n   = weight * (softmax(z_n) - onehot(target_n))                 [CE-B1], [CE-B2]
+    """
+    N, V = logits.shape
+    for n in range(N):
+        row = logits[n]
+        for v in range(V):
+            row[v] += bias[v]
+        t = targets[n]
+        picked = row[t]
+        m = row[0]
+        for v in range(1, V):
+            if row[v] > m:
+                m = row[v]
+        for v in range(V):
+            row[v] = exp_(row[v] - m)                                    # shifted for stability
+        s = 0.0
+        for v in range(V):
+            s += np.float64(row[v])
+        row_loss[n] = weight * (np.float64(m) + np.log(s) - np.float64(picked))   # [CE-F1]
+        scale = const_(row[0], weight / s)
+        for v in range(V):
+            row[v] *= scale                                              # [CE-B2] weight * softmax
+        row[t] -= const_(row[0], weight)                                 # [CE-B1] minus the one-hot
