@@ -158,7 +158,8 @@ def random_batch(rng: np.random.Generator, batch: int, time: int, input_vocab: i
 def check_model(model, source, target, max_entries: int | None = 30, seed: int = 0, random_states: bool = True,
                 h: float = DEFAULT_STEP) -> list[TensorCheck]:
     """Gradient-check a float64 model on one batch: every parameter tensor (sampled
-    entries where large), the embedded inputs and every layer's initial state."""
+    entries where large) as ``loss_and_grads`` computes it, the embedded inputs and
+    every layer's initial state."""
     if model.dtype != np.float64:
         raise ValueError("gradient checks need a float64 model")
     xp = model.xp
@@ -170,7 +171,7 @@ def check_model(model, source, target, max_entries: int | None = 30, seed: int =
     if random_states:
         states0 = [tuple(xp.asarray(0.5 * rng.standard_normal(s.shape)) for s in st) for st in states0]
     X = model.embed(source)
-    loss, grads, dX, dstates0 = model.forward_backward(X, target, states0)
+    _, _, dX, dstates0 = model.forward_backward(X, target, states0)
     _, full_grads = model.loss_and_grads(source, target, states0)
 
     def from_embedded():
@@ -179,11 +180,11 @@ def check_model(model, source, target, max_entries: int | None = 30, seed: int =
     def from_ids():
         return model.loss(source, target, states0)
 
-    report = check_tensors(from_ids, {"embedding": model.params["embedding"]},
-                           {"embedding": full_grads["embedding"]}, max_entries=max_entries, seed=seed, h=h)
-    tensors = {k: v for k, v in model.params.items() if k != "embedding"}
-    grads_ = {k: grads[k] for k in tensors}
-    tensors["input.X"], grads_["input.X"] = X, dX
+    # Every parameter against the gradients training uses (loss_and_grads, which on
+    # the fast path folds the embedding into the first layer) ...
+    report = check_tensors(from_ids, dict(model.params), full_grads, max_entries=max_entries, seed=seed, h=h)
+    # ... and the embedded inputs and initial states through forward_backward.
+    tensors, grads_ = {"input.X": X}, {"input.X": dX}
     for layer, (st, dst) in enumerate(zip(states0, dstates0)):
         for name, s, ds in zip(model.units[layer].state_names, st, dst):
             key = f"state0.layer{layer}.{name}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import array_module
+from .workspace import WORKSPACE
 
 PAD, UNKNOWN = 0, 1
 FIRST_WORD = 2
@@ -26,6 +27,12 @@ def embed(E, source):
     ``source`` is (B, T) integers; returns (T, B, E).
     """
     return E[source.T]
+
+
+def one_hot(ids, classes: int, dtype):
+    """Float one-hot rows: (..., classes) with a 1 at each id."""
+    xp = array_module(ids)
+    return (ids[..., None] == xp.arange(classes)).astype(dtype)
 
 
 def embedding_grad(E, source, dX):
@@ -65,12 +72,13 @@ def dense_xent_forward_backward(Hs, target, W, b, chunk: int = DEFAULT_CHUNK, ne
     n = Hs.shape[0]
     keep = xp.nonzero(counted_positions(target))[0]
     count = int(keep.size)
-    dHs = xp.zeros_like(Hs) if need_grads else None
-    dW = xp.zeros_like(W) if need_grads else None
-    db = xp.zeros_like(b) if need_grads else None
+    fused = fused and need_grads
+    zeros = WORKSPACE.zeros if fused and xp is np else (lambda shape, dtype: xp.zeros(shape, dtype=dtype))
+    dHs = zeros(Hs.shape, dtype) if need_grads else None
+    dW = zeros(W.shape, dtype) if need_grads else None
+    db = zeros(b.shape, dtype) if need_grads else None
     if count == 0:
         return 0.0, 0, dHs, dW, db
-    fused = fused and need_grads
     kernel = _FusedSoftmaxXent(xp, min(chunk, count), W.shape[1], dtype) if fused else None
     total = xp.zeros((), dtype=np.float64)
     for start in range(0, count, chunk):
@@ -108,7 +116,7 @@ class _FusedSoftmaxXent:
 
     def __init__(self, xp, rows: int, classes: int, dtype):
         self.xp = xp
-        self.buffer = xp.empty((rows, classes), dtype=dtype)
+        self.buffer = WORKSPACE.empty((rows, classes), dtype) if xp is np else xp.empty((rows, classes), dtype=dtype)
         self.row_loss = np.empty(rows, dtype=np.float64) if xp is np else None
 
     def __call__(self, h, W, b, t, weight: float):

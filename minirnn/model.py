@@ -50,6 +50,9 @@ class Model:
             size_in = embedding_size if layer == 0 else hidden
             self.reference_units.append(make_unit(unit, size_in, hidden, depth=depth, outer_tanh=outer_tanh))
         self.units = [accelerate(u, device, impl) for u in self.reference_units]
+        # The first layer reading one-hot ids through the folded table (loss_and_grads' fast path).
+        self.folded_first_unit = accelerate(
+            make_unit(unit, input_vocab, hidden, depth=depth, outer_tanh=outer_tanh), device, impl)
         self.params = {k: self.xp.asarray(v) for k, v in self.init_params(np.random.default_rng(seed)).items()}
 
     # --- parameters ------------------------------------------------------------
@@ -97,27 +100,32 @@ class Model:
     def embed(self, source):
         return L.embed(self.params["embedding"], self._ids(source))
 
-    def run_layers(self, X, states0=None):
-        """Forward through the recurrent stack: returns (top outputs (T,B,H), caches, final states)."""
+    def run_layers(self, X, states0=None, first_params=None):
+        """Forward through the recurrent stack: returns (top outputs (T,B,H), caches, final states).
+
+        ``first_params`` replaces the first layer's parameters (the folded
+        embedding of ``loss_and_grads``' fast path)."""
         batch = X.shape[1]
         states0 = self.zero_states(batch) if states0 is None else states0
         caches, finals, hs = [], [], X
         for layer, unit in enumerate(self.units):
-            hs, final, cache = unit.forward(self.layer_params(layer), hs, states0[layer])
+            params = self.layer_params(layer)
+            if layer == 0 and first_params is not None:
+                unit, params = self.folded_first_unit, first_params
+            hs, final, cache = unit.forward(params, hs, states0[layer])
             caches.append(cache)
             finals.append(final)
         return hs, caches, finals
 
-    def forward_backward(self, X, target, states0=None, need_grads: bool = True):
+    def forward_backward(self, X, target, states0=None, need_grads: bool = True, first_params=None):
         """Loss and gradients from embedded inputs X (T, B, E) and targets (B, T).
 
         Returns (loss, grads, dX, dstates0); ``grads`` holds every parameter but the
         embedding (whose gradient needs the ids: see loss_and_grads).
         """
-        xp = self.xp
         target = self._ids(target)
         T, B = X.shape[0], X.shape[1]
-        hs, caches, _ = self.run_layers(X, states0)
+        hs, caches, _ = self.run_layers(X, states0, first_params)
         H = hs.shape[-1]
         loss, _, dHs, dW, db = L.dense_xent_forward_backward(
             hs.reshape(T * B, H), target.T.reshape(-1), self.params["dense.W"], self.params["dense.b"],
@@ -128,7 +136,10 @@ class Model:
         dhs = dHs.reshape(T, B, H)
         dstates0 = [None] * len(self.units)
         for layer in reversed(range(len(self.units))):
-            dparams, dhs, dstates0[layer] = self.units[layer].backward(self.layer_params(layer), caches[layer], dhs)
+            unit, params = self.units[layer], self.layer_params(layer)
+            if layer == 0 and first_params is not None:
+                unit, params = self.folded_first_unit, first_params
+            dparams, dhs, dstates0[layer] = unit.backward(params, caches[layer], dhs)
             for name, g in dparams.items():
                 grads[f"layer{layer}.{name}"] = g
         return loss, grads, dhs, dstates0
@@ -140,9 +151,42 @@ class Model:
         The embedding's padding row always gets a zero gradient.
         """
         source = self._ids(source)
+        if self.impl == "fast":
+            return self._loss_and_grads_folded(source, target, states0)
         X = L.embed(self.params["embedding"], source)
         loss, grads, dX, _ = self.forward_backward(X, target, states0)
         grads["embedding"] = L.embedding_grad(self.params["embedding"], source, dX)
+        return loss, {k: grads[k] for k in self.params}
+
+    def _loss_and_grads_folded(self, source, target, states0=None):
+        """The same loss and gradients, with the embedding folded into the first layer.
+
+        The first layer only sees X = onehot(s) E, so its input product is
+        X W_x = onehot(s) (E W_x): a product with a 28-row table [EMB-F2].  The
+        first layer runs on one-hot inputs with W_x replaced by T = E W_x, which
+        turns the (N x E)(E x G) input product and the two backward products of
+        that size into products with 28 rows; the table's gradient dT then gives
+        dE and dW_x exactly [EMB-B3], [EMB-B4].
+        """
+        E = self.params["embedding"]
+        unit = self.units[0]
+        size_in = unit.input_size
+        folded = dict(self.layer_params(0))
+        for name in unit.input_kernels:
+            W = folded[name]
+            folded[name] = self.xp.concatenate([E @ W[:size_in], W[size_in:]], axis=0)   # [EMB-F2] T = E W_x
+        onehot = L.one_hot(source.T, E.shape[0], E.dtype)                                 # (T, B, 28)
+        loss, grads, _, _ = self.forward_backward(onehot, target, states0, first_params=folded)
+        dE = self.xp.zeros_like(E)
+        vocab = E.shape[0]
+        for name in unit.input_kernels:
+            key = f"layer0.{name}"
+            W, dfolded = self.params[key], grads[key]
+            dT = dfolded[:vocab]
+            dE += dT @ W[:size_in].T                                                      # [EMB-B3]
+            grads[key] = self.xp.concatenate([E.T @ dT, dfolded[vocab:]], axis=0)        # [EMB-B4]
+        dE[L.PAD] = 0                                                                     # [EMB-B2]
+        grads["embedding"] = dE
         return loss, {k: grads[k] for k in self.params}
 
     def loss(self, source, target, states0=None) -> float:

@@ -18,11 +18,15 @@ from .backend import array_module, host_copy
 
 
 class Adam:
-    def __init__(self, params: dict, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+    def __init__(self, params: dict, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 fused: bool = True):
+        """``fused``: one in-place kernel per tensor (Numba on the CPU, CUDA on the GPU);
+        otherwise the readable NumPy lines below (CPU only)."""
         if lr <= 0 or not (0 <= beta1 < 1) or not (0 <= beta2 < 1) or eps <= 0:
             raise ValueError("Adam needs lr > 0, 0 <= beta1, beta2 < 1 and eps > 0")
         self.params = params
         self.lr, self.beta1, self.beta2, self.eps = float(lr), float(beta1), float(beta2), float(eps)
+        self.fused = bool(fused)
         self.t = 0
         self.m = {k: array_module(v).zeros_like(v) for k, v in params.items()}
         self.v = {k: array_module(v).zeros_like(v) for k, v in params.items()}
@@ -40,6 +44,12 @@ class Adam:
                 from minirnn.kernels.cuda.adam import adam_step
 
                 adam_step(p, g, m, v, lr_t, self.beta1, self.beta2, self.eps)   # one fused kernel
+                continue
+            if self.fused and p.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous:
+                from minirnn.kernels.cpu.adam import adam_update
+
+                adam_update(p.reshape(-1), np.ascontiguousarray(g, dtype=p.dtype).reshape(-1), m.reshape(-1),
+                            v.reshape(-1), lr_t, self.beta1, self.beta2, self.eps)   # one fused pass
                 continue
             m *= self.beta1
             m += (1.0 - self.beta1) * g                                        # [ADAM-F1]

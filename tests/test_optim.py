@@ -7,12 +7,13 @@ import pytest
 from minirnn.optim import Adam
 
 
-def test_adam_matches_scalar_equations():
+@pytest.mark.parametrize("fused", [True, False])
+def test_adam_matches_scalar_equations(fused):
     rng = np.random.default_rng(1)
     p = rng.standard_normal(5)
     grads = [rng.standard_normal(5) for _ in range(4)]
     params = {"p": p.copy()}
-    opt = Adam(params, lr=0.01)
+    opt = Adam(params, lr=0.01, fused=fused)
     ref, m, v = p.copy(), np.zeros(5), np.zeros(5)
     for t, g in enumerate(grads, start=1):
         opt.step({"p": g})
@@ -63,3 +64,20 @@ def test_state_round_trip():
 def test_rejects_bad_hyperparameters():
     with pytest.raises(ValueError):
         Adam({"p": np.zeros(1)}, lr=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_kernel_equals_the_numpy_lines(dtype):
+    rng = np.random.default_rng(4)
+    start = {"W": rng.standard_normal((7, 5)).astype(dtype), "b": rng.standard_normal(5).astype(dtype)}
+    a = {k: v.copy() for k, v in start.items()}
+    b = {k: v.copy() for k, v in start.items()}
+    fa, fb = Adam(a, lr=0.01, fused=True), Adam(b, lr=0.01, fused=False)
+    for _ in range(5):
+        g = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in start.items()}
+        fa.step(g)
+        fb.step(g)
+    for k in start:
+        assert a[k].dtype == dtype
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-6 if dtype == np.float32 else 1e-15)
+        np.testing.assert_allclose(fa.m[k], fb.m[k], rtol=1e-6 if dtype == np.float32 else 1e-15)

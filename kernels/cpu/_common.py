@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from minirnn.backend import array_module
+from minirnn.workspace import WORKSPACE
 
 
 def is_numpy(*arrays) -> bool:
@@ -18,7 +19,17 @@ def as_c(a, dtype):
 
 def carry_in(dstate_T, index, shape, dtype):
     """A fresh writable buffer holding dstate_T[index] (zeros when absent)."""
-    buf = np.zeros(shape, dtype=dtype)
+    buf = WORKSPACE.zeros(shape, dtype)
     if dstate_T is not None and dstate_T[index] is not None:
         buf[...] = dstate_T[index]
     return buf
+
+
+def scratch(shape, dtype):
+    """A pooled uninitialised array (minirnn/workspace.py): no fresh pages, no page faults."""
+    return WORKSPACE.empty(shape, dtype)
+
+
+def matmul_into(a, b, dtype):
+    """``a @ b`` written into pooled memory."""
+    return np.matmul(a, b, out=WORKSPACE.empty((a.shape[0], b.shape[1]), dtype))

@@ -127,7 +127,7 @@ def _tanh32(x):
     return e / (e + np.float32(2.0))
 
 
-@overload(tanh_)
+@overload(tanh_, inline="always")
 def _tanh_ov(x):
     if isinstance(x, types.Float) and x.bitwidth == 32:
         return _tanh32
@@ -141,7 +141,7 @@ def sigmoid_(z):
     raise NotImplementedError  # pragma: no cover
 
 
-@overload(sigmoid_)
+@overload(sigmoid_, inline="always")
 def _sigmoid_ov(z):
     if isinstance(z, types.Float):
         def impl(z):
@@ -451,7 +451,7 @@ def _exp32(y):
     return s * p + s
 
 
-@overload(exp_)
+@overload(exp_, inline="always")
 def _exp_ov(y):
     if isinstance(y, types.Float) and y.bitwidth == 32:
         return _exp32

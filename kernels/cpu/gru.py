@@ -21,7 +21,7 @@ import numpy as np
 
 from minirnn.units.gru import GRU
 
-from ._common import as_c, carry_in, is_numpy
+from ._common import as_c, carry_in, is_numpy, matmul_into, scratch
 from .gates import gru_bwd1, gru_bwd2, gru_gates_fwd, gru_out_fwd
 
 
@@ -40,15 +40,15 @@ class FastGRU(GRU):
         W_x = np.concatenate([W_g[:I], W_c[:I]], axis=1)    # (I, 3H): one input product
         W_gh, W_ch = W_g[I:], W_c[I:]
 
-        Zx = np.matmul(x.reshape(T * B, I), W_x).reshape(T, B, 3 * H)
+        Zx = matmul_into(x.reshape(T * B, I), W_x, dt).reshape(T, B, 3 * H)
         Zx[:, :, :2 * H] += b_g                              # input part of [GRU-F1]
         Zx[:, :, 2 * H:] += b_c                              # input part of [GRU-F3]
-        Hs = np.empty((T + 1, B, H), dtype=dt)               # Hs[t] = h_{t-1}; Hs[1:] = outputs
-        G = np.empty((T, B, 2 * H), dtype=dt)                # [r | u]
-        RH = np.empty((T, B, H), dtype=dt)                   # r * h_{t-1}
-        Cc = np.empty((T, B, H), dtype=dt)                   # candidate c
-        zg = np.empty((B, 2 * H), dtype=dt)
-        zc = np.empty((B, H), dtype=dt)
+        Hs = scratch((T + 1, B, H), dtype=dt)               # Hs[t] = h_{t-1}; Hs[1:] = outputs
+        G = scratch((T, B, 2 * H), dtype=dt)                # [r | u]
+        RH = scratch((T, B, H), dtype=dt)                   # r * h_{t-1}
+        Cc = scratch((T, B, H), dtype=dt)                   # candidate c
+        zg = scratch((B, 2 * H), dtype=dt)
+        zc = scratch((B, H), dtype=dt)
         Hs[0] = state0[0]
         for t in range(T):
             np.matmul(Hs[t], W_gh, out=zg)                   # recurrent part of [GRU-F1]
@@ -71,9 +71,9 @@ class FastGRU(GRU):
 
         dhc_part = carry_in(dstate_T, 0, (B, H), dt)         # [GRU-B13]: dL/dh_T enters here
         dhc_mat = np.zeros((B, H), dtype=dt)
-        dh = np.empty((B, H), dtype=dt)
-        drh = np.empty((B, H), dtype=dt)
-        dA = np.empty((T, B, 3 * H), dtype=dt)               # [da_r | da_u | da_c] per step
+        dh = scratch((B, H), dtype=dt)
+        drh = scratch((B, H), dtype=dt)
+        dA = scratch((T, B, 3 * H), dtype=dt)               # [da_r | da_u | da_c] per step
         W_chT, W_ghT = W_ch.T, W_gh.T
         for t in range(T - 1, -1, -1):
             gru_bwd1(dhs[t], dhc_part, dhc_mat, G[t], Cc[t], Hs[t], dh, dA[t])  # [GRU-B1]..[GRU-B4], [GRU-B8]
@@ -83,8 +83,8 @@ class FastGRU(GRU):
 
         dA2 = dA.reshape(T * B, 3 * H)
         x2 = x.reshape(T * B, I)
-        dW_g = np.empty((I + H, 2 * H), dtype=dt)
-        dW_c = np.empty((I + H, H), dtype=dt)
+        dW_g = scratch((I + H, 2 * H), dtype=dt)
+        dW_c = scratch((I + H, H), dtype=dt)
         np.matmul(x2.T, dA2[:, :2 * H], out=dW_g[:I])                   # [GRU-B9]
         np.matmul(Hs[:T].reshape(T * B, H).T, dA2[:, :2 * H], out=dW_g[I:])  # [GRU-B9]
         np.matmul(x2.T, dA2[:, 2 * H:], out=dW_c[:I])                   # [GRU-B5]
@@ -92,6 +92,6 @@ class FastGRU(GRU):
         db = dA2.sum(axis=0)
         dparams = {"W_g": dW_g, "b_g": db[:2 * H].copy(),               # [GRU-B9]
                    "W_c": dW_c, "b_c": db[2 * H:].copy()}               # [GRU-B5]
-        dx = np.matmul(dA2, W_x.T).reshape(T, B, I)                     # [GRU-B12]
+        dx = matmul_into(dA2, W_x.T, dt).reshape(T, B, I)                     # [GRU-B12]
         dh0 = dhc_part + dhc_mat                                        # [GRU-B11], [GRU-B13]
         return dparams, dx, (dh0,)

@@ -18,7 +18,7 @@ import numpy as np
 
 from minirnn.units.lstm import LSTM
 
-from ._common import as_c, carry_in, is_numpy
+from ._common import as_c, carry_in, is_numpy, matmul_into, scratch
 from .gates import lstm_bwd, lstm_fwd
 
 
@@ -36,13 +36,13 @@ class FastLSTM(LSTM):
         x = as_c(x, dt)
         W_x, W_h = W[:I], W[I:]                        # contiguous row blocks, no copy
 
-        Zx = np.matmul(x.reshape(T * B, I), W_x).reshape(T, B, 4 * H)
+        Zx = matmul_into(x.reshape(T * B, I), W_x, dt).reshape(T, B, 4 * H)
         Zx += b                                        # input part of [LSTM-F1], all steps
-        Hs = np.empty((T + 1, B, H), dtype=dt)         # Hs[t] = h_{t-1}; Hs[1:] = outputs
-        Cs = np.empty((T + 1, B, H), dtype=dt)         # Cs[t] = c_{t-1}
-        G = np.empty((T, B, 4 * H), dtype=dt)          # [sig(i) | tanh(j) | sig(f+1) | sig(o)]
-        TC = np.empty((T, B, H), dtype=dt)             # tanh(c_t)
-        zh = np.empty((B, 4 * H), dtype=dt)
+        Hs = scratch((T + 1, B, H), dtype=dt)         # Hs[t] = h_{t-1}; Hs[1:] = outputs
+        Cs = scratch((T + 1, B, H), dtype=dt)         # Cs[t] = c_{t-1}
+        G = scratch((T, B, 4 * H), dtype=dt)          # [sig(i) | tanh(j) | sig(f+1) | sig(o)]
+        TC = scratch((T, B, H), dtype=dt)             # tanh(c_t)
+        zh = scratch((B, 4 * H), dtype=dt)
         Hs[0] = state0[0]
         Cs[0] = state0[1]
         for t in range(T):
@@ -64,16 +64,16 @@ class FastLSTM(LSTM):
 
         dh_carry = carry_in(dstate_T, 0, (B, H), dt)   # [LSTM-B9] (at t = T-1: dL/d final state)
         dc_carry = carry_in(dstate_T, 1, (B, H), dt)
-        dZ = np.empty((T, B, 4 * H), dtype=dt)
+        dZ = scratch((T, B, 4 * H), dtype=dt)
         W_hT = W_h.T                                    # a transposed view; BLAS reads it as is
         for t in range(T - 1, -1, -1):
             lstm_bwd(dhs[t], dh_carry, dc_carry, G[t], TC[t], Cs[t], dZ[t])  # [LSTM-B1]..[LSTM-B6]
             np.matmul(dZ[t], W_hT, out=dh_carry)        # [LSTM-B8] (the h rows)
 
         dZ2 = dZ.reshape(T * B, 4 * H)
-        dW = np.empty((I + H, 4 * H), dtype=dt)
+        dW = scratch((I + H, 4 * H), dtype=dt)
         np.matmul(x.reshape(T * B, I).T, dZ2, out=dW[:I])            # [LSTM-B7]
         np.matmul(Hs[:T].reshape(T * B, H).T, dZ2, out=dW[I:])       # [LSTM-B7]
         dparams = {"W": dW, "b": dZ2.sum(axis=0)}                    # [LSTM-B7]
-        dx = np.matmul(dZ2, W_x.T).reshape(T, B, I)                  # [LSTM-B8]
+        dx = matmul_into(dZ2, W_x.T, dt).reshape(T, B, I)                  # [LSTM-B8]
         return dparams, dx, (dh_carry, dc_carry)                     # [LSTM-B9]

@@ -22,7 +22,7 @@ import numpy as np
 
 from minirnn.units.nlstm import NestedLSTM
 
-from ._common import as_c, carry_in, is_numpy
+from ._common import as_c, carry_in, is_numpy, matmul_into, scratch
 from .gates import nlstm_gate_bwd, nlstm_level_fwd, nlstm_out_bwd, nlstm_out_fwd
 
 
@@ -44,14 +44,14 @@ class FastNestedLSTM(NestedLSTM):
         # its bias (one broadcast copy per call, so the kernel reads plain (B, 4H) blocks).
         badd = [None] + [np.ascontiguousarray(np.broadcast_to(bias[k], (B, 4 * H))) for k in range(1, D)]
 
-        Zx = np.matmul(x.reshape(T * B, I), W[0][:I]).reshape(T, B, 4 * H)
+        Zx = matmul_into(x.reshape(T * B, I), W[0][:I], dt).reshape(T, B, 4 * H)
         Zx += bias[0]                                        # input part of [NLSTM-F1], level 0
-        Hs = np.empty((T + 1, B, H), dtype=dt)               # Hs[t] = h_{t-1}; Hs[1:] = outputs
-        C = np.empty((D, T + 1, B, H), dtype=dt)             # C[k, t] = c_k before step t
-        G = np.empty((D, T, B, 4 * H), dtype=dt)             # gates per level
-        TC = np.empty((D, T, B, H), dtype=dt)                # tanh(c_k')
-        CAT = np.empty((max(D - 1, 1), T, B, 2 * H), dtype=dt)  # CAT[k-1, t] = [a_k | b_k], k >= 1
-        zh = np.empty((B, 4 * H), dtype=dt)
+        Hs = scratch((T + 1, B, H), dtype=dt)               # Hs[t] = h_{t-1}; Hs[1:] = outputs
+        C = scratch((D, T + 1, B, H), dtype=dt)             # C[k, t] = c_k before step t
+        G = scratch((D, T, B, 4 * H), dtype=dt)             # gates per level
+        TC = scratch((D, T, B, H), dtype=dt)                # tanh(c_k')
+        CAT = scratch((max(D - 1, 1), T, B, 2 * H), dtype=dt)  # CAT[k-1, t] = [a_k | b_k], k >= 1
+        zh = scratch((B, 4 * H), dtype=dt)
         Hs[0] = state0[0]
         for k in range(D):
             C[k, 0] = state0[1 + k]
@@ -84,12 +84,12 @@ class FastNestedLSTM(NestedLSTM):
         dhs = as_c(dhs, dt)
 
         dh_carry = carry_in(dstate_T, 0, (B, H), dt)
-        dc_carry = np.empty((D, B, H), dtype=dt)
+        dc_carry = scratch((D, B, H), dtype=dt)
         for k in range(D):
             dc_carry[k] = carry_in(dstate_T, 1 + k, (B, H), dt)
-        dZ = np.empty((D, T, B, 4 * H), dtype=dt)
-        dinner = np.empty((B, H), dtype=dt)
-        dcat = np.empty((B, 2 * H), dtype=dt)
+        dZ = scratch((D, T, B, 4 * H), dtype=dt)
+        dinner = scratch((B, H), dtype=dt)
+        dcat = scratch((B, 2 * H), dtype=dt)
         tanh_at = [self._candidate_has_tanh(k) for k in range(D)]
         for t in range(T - 1, -1, -1):
             nlstm_out_bwd(t, dhs[t], dh_carry, dc_carry, G, TC, dZ, dinner)  # [NLSTM-B1]..[NLSTM-B5]
@@ -108,13 +108,13 @@ class FastNestedLSTM(NestedLSTM):
         for k in range(D):
             dZk = dZ[k].reshape(T * B, 4 * H)
             if k == 0:
-                dW0 = np.empty((I + H, 4 * H), dtype=dt)
+                dW0 = scratch((I + H, 4 * H), dtype=dt)
                 np.matmul(x.reshape(T * B, I).T, dZk, out=dW0[:I])           # [NLSTM-B15]
                 np.matmul(Hs[:T].reshape(T * B, H).T, dZk, out=dW0[I:])      # [NLSTM-B15]
                 dparams["W0"] = dW0
             else:
                 dparams[f"W{k}"] = np.matmul(CAT[k - 1].reshape(T * B, 2 * H).T, dZk)  # [NLSTM-B15]
             dparams[f"b{k}"] = dZk.sum(axis=0)                               # [NLSTM-B16]
-        dx = np.matmul(dZ[0].reshape(T * B, 4 * H), W[0][:I].T).reshape(T, B, I)  # [NLSTM-B17]
+        dx = matmul_into(dZ[0].reshape(T * B, 4 * H), W[0][:I].T, dt).reshape(T, B, I)  # [NLSTM-B17]
         dstate0 = (dh_carry,) + tuple(dc_carry[k] for k in range(D))         # [NLSTM-B18]
         return dparams, dx, dstate0

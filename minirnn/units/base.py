@@ -18,6 +18,9 @@ A unit must provide:
     Glorot-uniform, biases as the study states (GRU gate bias 1.0, else 0).
 ``state_names: tuple[str, ...]``
     Names of the state tensors, e.g. ("h", "c").
+``input_kernels: tuple[str, ...]``
+    The parameters whose first ``input_size`` rows multiply the layer input x
+    (the model uses this to fold the embedding into the first layer, docs/layers.md).
 ``zero_state(xp, batch, dtype) -> tuple``
     The all-zero initial state.
 ``forward(params, x, state0) -> (hs, state_T, cache)``
@@ -51,6 +54,7 @@ class Unit:
 
     name: str = ""
     state_names: tuple[str, ...] = ("h",)
+    input_kernels: tuple[str, ...] = ()
 
     def __init__(self, input_size: int, hidden_size: int):
         if input_size < 1 or hidden_size < 1:

@@ -19,6 +19,7 @@ from .base import Unit, glorot_uniform, sigmoid
 
 class GRU(Unit):
     name = "gru"
+    input_kernels = ("W_g", "W_c")
     state_names = ("h",)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:

@@ -22,6 +22,7 @@ FORGET_BIAS = 1.0
 
 class LSTM(Unit):
     name = "lstm"
+    input_kernels = ("W",)
     state_names = ("h", "c")
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:

@@ -21,6 +21,7 @@ class NestedLSTM(Unit):
     """Nested LSTM unit; ``depth`` levels, ``outer_tanh`` puts tanh on level 0's candidate."""
 
     name = "nlstm"
+    input_kernels = ("W0",)
 
     def __init__(self, input_size: int, hidden_size: int, depth: int = 2, outer_tanh: bool = False):
         super().__init__(input_size, hidden_size)

@@ -1,0 +1,65 @@
+"""Reusable scratch memory for the CPU hot loop.
+
+Every training step needs the same large temporaries (gate activations, cell
+states, pre-activation gradients: about 120 MB each at the paper's size).
+Fresh allocations of that size are served by the kernel as new pages, and
+first-touch page faults then cost a large share of a step (measured: 35% of a
+demo step on the development machine, docs/benchmarks.md).  A ``Workspace``
+keeps released buffers and hands them out again.
+
+A buffer is free when nothing but the pool refers to it: every array handed out
+is a view whose ``base`` is the pooled buffer, so a live view (a returned
+output, a cache, a gradient) keeps the buffer busy and it is never reused under
+anyone's feet.  Nothing needs to be released explicitly.
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+
+_FREE_REFCOUNT = 3  # the pool's list, the loop variable, getrefcount's argument
+
+
+class Workspace:
+    def __init__(self):
+        self._buffers: list[np.ndarray] = []
+
+    @staticmethod
+    def _capacity(nbytes: int) -> int:
+        # Round up to 1/8 of the size's power of two, so that batches padded to
+        # slightly different lengths reuse the same buffers.
+        step = max(4096, 1 << max(0, int(math.log2(max(nbytes, 1))) - 3))
+        return -(-nbytes // step) * step
+
+    def empty(self, shape, dtype) -> np.ndarray:
+        """An uninitialised array of ``shape`` and ``dtype`` backed by pooled memory."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        best = None
+        for buf in self._buffers:
+            if buf.nbytes >= nbytes and sys.getrefcount(buf) <= _FREE_REFCOUNT:
+                if best is None or buf.nbytes < best.nbytes:
+                    best = buf
+        buf = None  # the loop variable would otherwise count as a user of the last buffer
+        if best is None:
+            # Smaller free buffers stay: later, smaller requests of the same step reuse them.
+            best = np.empty(self._capacity(nbytes), dtype=np.uint8)
+            self._buffers.append(best)
+        return best[:nbytes].view(dtype).reshape(shape)
+
+    def zeros(self, shape, dtype) -> np.ndarray:
+        a = self.empty(shape, dtype)
+        a.fill(0)
+        return a
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for b in self._buffers)
+
+    def clear(self) -> None:
+        self._buffers = []
+
+
+WORKSPACE = Workspace()
