@@ -72,6 +72,9 @@ class Stepper:
 
 def peak_host_memory(setup: StepSetup, impl: str) -> int:
     """Peak bytes allocated through Python/NumPy during one step (model and Adam state included)."""
+    from .workspace import WORKSPACE
+
+    WORKSPACE.clear()  # pooled buffers made before tracing started would go uncounted
     gc.collect()
     tracemalloc.start()
     try:

@@ -20,15 +20,14 @@ never leaves a half-written checkpoint under the real name.
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_hdf5
 from .errors import MinirnnError
 
 FORMAT = "minirnn-checkpoint"
@@ -111,20 +110,6 @@ def _write(f, model, optimizer, step, order_state, config, output_words, history
         hist.create_dataset(key, data=np.asarray(values))
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable (best effort: not every platform can open a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(path, model, optimizer, *, step: int, order_state: dict, config: dict, output_words,
                     history: dict, extra: dict | None = None) -> Path:
     """Write a checkpoint atomically and return its path.
@@ -134,40 +119,11 @@ def save_checkpoint(path, model, optimizer, *, step: int, order_state: dict, con
     folder without write permission) the temporary file is removed, a file
     already at ``path`` is left untouched, and :class:`MinirnnError` is raised.
     """
-    import h5py
-
     path = Path(path).expanduser()
     if path.is_dir():
         raise MinirnnError(f"checkpoint path {path} is a folder; give a file name such as {path / 'run.h5'}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise MinirnnError(f"cannot write checkpoint {path} ({exc.strerror or exc}); choose a writable --out") from None
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write(f, model, optimizer, step, order_state, config, output_words, history, extra)
-            f.flush()
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            if exc.errno == errno.ENOSPC or "No space" in str(exc):
-                raise MinirnnError(f"the disk is full: could not save checkpoint {path} (the previous checkpoint, "
-                                   "if any, is intact); free some space and resume with --resume") from None
-            raise MinirnnError(f"could not save checkpoint {path} ({exc}); check the folder's permissions and "
-                               "free space (the previous checkpoint, if any, is intact)") from None
-        raise
-    _fsync_dir(path.parent)
+    with atomic_hdf5(path, "checkpoint", when_full="free some space and resume with --resume") as f:
+        _write(f, model, optimizer, step, order_state, config, output_words, history, extra)
     return path
 
 

@@ -1,8 +1,6 @@
 """The autocomplete protocol: ids, alignment, packing, split, HDF5 file and cache."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -19,9 +17,9 @@ from minirnn.data.autocomplete import (
 )
 from minirnn.data.corpora import corpus_from_text, load_corpus
 from minirnn.errors import MinirnnError
+from conftest import text8_excerpt
 
 SEED = 450849059
-REPO = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------ independent re-implementation
@@ -325,14 +323,7 @@ def test_cache_default_folder(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ the text8 excerpt
 
 
-def excerpt_path() -> Path | None:
-    env = os.environ.get("MINIRNN_TEXT8_EXCERPT")
-    candidates = [Path(env)] if env else []
-    candidates.append(REPO.parent / "shared" / "data" / "text8-excerpt.txt")
-    for c in candidates:
-        if c.is_file():
-            return c
-    return None
+excerpt_path = text8_excerpt  # the one lookup, shared with the other tests (conftest.py)
 
 
 @pytest.mark.skipif(excerpt_path() is None, reason="text8 excerpt not found (set MINIRNN_TEXT8_EXCERPT)")

@@ -6,6 +6,8 @@ import math
 import numpy as np
 import pytest
 
+from unit_problems import random_problem, run_unit
+
 from minirnn.gradcheck import DEFAULT_TOLERANCE, check_unit, format_report
 from minirnn.units.gru import GRU
 
@@ -24,34 +26,11 @@ def test_gradcheck_float64(I, H, T, B):
             f"relative error {r.error:.2e} > {DEFAULT_TOLERANCE:g}\n{format_report(report)}")
 
 
-def _random_problem(unit, T, B, seed):
-    rng = np.random.default_rng(seed)
-    params = unit.init_params(rng, np.float64)
-    params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in params.items()}
-    x = rng.standard_normal((T, B, unit.input_size))
-    state0 = tuple(0.5 * rng.standard_normal((B, unit.hidden_size)) for _ in unit.state_names)
-    dhs = rng.standard_normal((T, B, unit.hidden_size))
-    dstate = tuple(rng.standard_normal((B, unit.hidden_size)) for _ in unit.state_names)
-    return params, x, state0, dhs, dstate
-
-
-def _run(unit, params, x, state0, dhs, dstate, dtype):
-    cast = lambda a: np.asarray(a, dtype=dtype)  # noqa: E731
-    p = {k: cast(v) for k, v in params.items()}
-    hs, stT, cache = unit.forward(p, cast(x), tuple(cast(s) for s in state0))
-    dp, dx, ds0 = unit.backward(p, cache, cast(dhs), tuple(cast(s) for s in dstate))
-    out = {"hs": hs, "dx": dx}
-    out.update({f"state_T.{n}": s for n, s in zip(unit.state_names, stT)})
-    out.update({f"d{k}": v for k, v in dp.items()})
-    out.update({f"dstate0.{n}": s for n, s in zip(unit.state_names, ds0)})
-    return out
-
-
 def test_float32_agrees_with_float64_and_stays_float32():
     unit = GRU(4, 6)
-    problem = _random_problem(unit, T=6, B=3, seed=7)
-    r64 = _run(unit, *problem, np.float64)
-    r32 = _run(unit, *problem, np.float32)
+    problem = random_problem(unit, T=6, B=3, seed=7)
+    r64 = run_unit(unit, *problem, np.float64)
+    r32 = run_unit(unit, *problem, np.float32)
     for name, a64 in r64.items():
         a32 = r32[name]
         assert a64.dtype == np.float64, f"{name} came back as {a64.dtype} from float64 inputs"
@@ -62,7 +41,7 @@ def test_float32_agrees_with_float64_and_stays_float32():
 
 def test_dstate_none_means_zero():
     unit = GRU(3, 4)
-    params, x, state0, dhs, _ = _random_problem(unit, T=4, B=2, seed=3)
+    params, x, state0, dhs, _ = random_problem(unit, T=4, B=2, seed=3)
     _, _, cache = unit.forward(params, x, state0)
     a = unit.backward(params, cache, dhs, None)
     b = unit.backward(params, cache, dhs, (np.zeros((2, 4)),))

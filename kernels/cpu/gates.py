@@ -86,11 +86,11 @@ def tanh_(x):
     raise NotImplementedError  # pragma: no cover
 
 
-def _tanh64(x):
-    y = x + x                                     # 2x
-    y = max(min(y, 44.0), -44.0)                  # tanh(22) == 1.0 in float64; NaN passes through
+@njit(inline="always")
+def _scaled_expm1_64(y):
+    """(2^n, expm1(r)) with y = n ln2 + r, |r| <= ln2/2: exp(y) = 2^n (1 + expm1(r))."""
     nf = np.floor(y * 1.4426950408889634 + 0.5)   # n = round(y / ln2)
-    r = (y - nf * _LN2_HI) - nf * _LN2_LO         # |r| <= ln2/2 (Cody-Waite reduction)
+    r = (y - nf * _LN2_HI) - nf * _LN2_LO         # Cody-Waite reduction, exact products
     p = 1.0 / 6227020800.0                        # expm1(r) = sum_{k=1..13} r^k / k!
     p = p * r + 1.0 / 479001600.0
     p = p * r + 1.0 / 39916800.0
@@ -104,14 +104,12 @@ def _tanh64(x):
     p = p * r + 1.0 / 6.0
     p = p * r + 0.5
     p = p * r * r + r
-    s = _bits_to_f64((np.int64(nf) + 1023) << 52)  # 2^n
-    e = s * p + (s - 1.0)                           # expm1(2x), in (-1, inf)
-    return e / (e + 2.0)                            # tanh(x); e + 2 > 1, no cancellation
+    return _bits_to_f64((np.int64(nf) + 1023) << 52), p
 
 
-def _tanh32(x):
-    y = x + x
-    y = max(min(y, np.float32(20.0)), np.float32(-20.0))   # tanh(10) == 1.0f
+@njit(inline="always")
+def _scaled_expm1_32(y):
+    """float32 twin of ``_scaled_expm1_64`` (Taylor degree 8)."""
     nf = np.floor(y * np.float32(1.4426950408889634) + np.float32(0.5))
     r = (y - nf * np.float32(_LN2_HI)) - nf * np.float32(_LN2_LO)
     p = np.float32(1.0 / 40320.0)
@@ -122,7 +120,21 @@ def _tanh32(x):
     p = p * r + np.float32(1.0 / 6.0)
     p = p * r + np.float32(0.5)
     p = p * r * r + r
-    s = _bits_to_f32((np.int32(nf) + np.int32(127)) << np.int32(23))
+    return _bits_to_f32((np.int32(nf) + np.int32(127)) << np.int32(23)), p
+
+
+def _tanh64(x):
+    y = x + x                                     # 2x
+    y = max(min(y, 44.0), -44.0)                  # tanh(22) == 1.0 in float64; NaN passes through
+    s, p = _scaled_expm1_64(y)
+    e = s * p + (s - 1.0)                         # expm1(2x), in (-1, inf)
+    return e / (e + 2.0)                          # tanh(x); e + 2 > 1, no cancellation
+
+
+def _tanh32(x):
+    y = x + x
+    y = max(min(y, np.float32(20.0)), np.float32(-20.0))   # tanh(10) == 1.0f
+    s, p = _scaled_expm1_32(y)
     e = s * p + (s - np.float32(1.0))
     return e / (e + np.float32(2.0))
 
@@ -416,38 +428,13 @@ def exp_(y):
 
 def _exp64(y):
     y = max(y, -708.0)                            # exp(-708) ~ 3e-308: keeps 2^n a normal number
-    nf = np.floor(y * 1.4426950408889634 + 0.5)
-    r = (y - nf * _LN2_HI) - nf * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r * r + r                             # expm1(r)
-    s = _bits_to_f64((np.int64(nf) + 1023) << 52)  # 2^n
+    s, p = _scaled_expm1_64(y)
     return s * p + s                              # 2^n (1 + expm1(r)) = exp(y)
 
 
 def _exp32(y):
     y = max(y, np.float32(-87.0))                 # exp(-87) ~ 1.6e-38: keeps 2^n a normal number
-    nf = np.floor(y * np.float32(1.4426950408889634) + np.float32(0.5))
-    r = (y - nf * np.float32(_LN2_HI)) - nf * np.float32(_LN2_LO)
-    p = np.float32(1.0 / 40320.0)
-    p = p * r + np.float32(1.0 / 5040.0)
-    p = p * r + np.float32(1.0 / 720.0)
-    p = p * r + np.float32(1.0 / 120.0)
-    p = p * r + np.float32(1.0 / 24.0)
-    p = p * r + np.float32(1.0 / 6.0)
-    p = p * r + np.float32(0.5)
-    p = p * r * r + r
-    s = _bits_to_f32((np.int32(nf) + np.int32(127)) << np.int32(23))
+    s, p = _scaled_expm1_32(y)
     return s * p + s
 
 

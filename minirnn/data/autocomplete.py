@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import string
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_hdf5
 from ..errors import MinirnnError
 from .corpora import Corpus, corpus_from_text, data_home, load_corpus
 
@@ -273,47 +273,29 @@ class Dataset:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the dataset to an HDF5 file atomically (temp file in the same folder, then rename)."""
-        import h5py
-
         from .. import __version__
 
         path = Path(path).expanduser()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-        except OSError as exc:
-            raise MinirnnError(f"cannot write dataset file {path} ({exc.strerror or exc}); choose a writable folder") from None
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = FORMAT
-                f.attrs["format_version"] = FORMAT_VERSION
-                f.attrs["minirnn_version"] = __version__
-                f.attrs["corpus_name"] = self.corpus_name
-                f.attrs["corpus_sha256"] = self.corpus_sha256
-                f.attrs["vocab_size"] = int(self.vocab_size)
-                f.attrs["max_length"] = int(self.max_length)
-                f.attrs["seed"] = int(self.seed)
-                f.attrs["num_words"] = int(self.num_words)
-                f.attrs["num_skipped_words"] = int(self.num_skipped_words)
-                f.create_dataset("chars", data=self.chars)
-                f.create_dataset("targets", data=self.targets)
-                f.create_dataset("offsets", data=self.offsets.astype(np.int64))
-                f.create_dataset("output_words", data=np.array([w.encode("ascii") for w in self.output_words]))
-                f.create_dataset("output_counts", data=self.output_counts.astype(np.int64))
-                f.create_dataset("input_symbols", data=np.array([s.encode("ascii") for s in INPUT_SYMBOLS]))
-                group = f.create_group("split")
-                for name in SPLITS:
-                    group.create_dataset(name, data=self.splits[name].astype(np.int64))
-            os.replace(tmp, path)
-        except BaseException as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            if isinstance(exc, OSError):
-                raise MinirnnError(f"cannot write dataset file {path} ({exc}); check free disk space and permissions") from None
-            raise
+        with atomic_hdf5(path, "dataset file") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["minirnn_version"] = __version__
+            f.attrs["corpus_name"] = self.corpus_name
+            f.attrs["corpus_sha256"] = self.corpus_sha256
+            f.attrs["vocab_size"] = int(self.vocab_size)
+            f.attrs["max_length"] = int(self.max_length)
+            f.attrs["seed"] = int(self.seed)
+            f.attrs["num_words"] = int(self.num_words)
+            f.attrs["num_skipped_words"] = int(self.num_skipped_words)
+            f.create_dataset("chars", data=self.chars)
+            f.create_dataset("targets", data=self.targets)
+            f.create_dataset("offsets", data=self.offsets.astype(np.int64))
+            f.create_dataset("output_words", data=np.array([w.encode("ascii") for w in self.output_words]))
+            f.create_dataset("output_counts", data=self.output_counts.astype(np.int64))
+            f.create_dataset("input_symbols", data=np.array([s.encode("ascii") for s in INPUT_SYMBOLS]))
+            group = f.create_group("split")
+            for name in SPLITS:
+                group.create_dataset(name, data=self.splits[name].astype(np.int64))
         self.path = path
         return path
 
