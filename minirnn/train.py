@@ -302,7 +302,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
             raise MinirnnError(f"checkpoint {out} was trained with another output vocabulary (a different corpus or "
                                "--vocab-size); resume with the same corpus or choose another --out")
         model = ck.model
-        optimizer = Adam(model.params, lr=config.lr)
+        optimizer = Adam(model.params, lr=config.lr, fused=config.impl == "fast")
         optimizer.load_state_dict(ck.optimizer_state)
         optimizer.lr = float(config.lr)  # a resumed run may lower the learning rate
         order = BatchOrder.from_state(ck.order_state, len(train_idx), config.batch_size, config.seed)
@@ -313,7 +313,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
         model = Model(config.unit, hidden=config.hidden, layers=config.layers, depth=config.depth,
                       input_vocab=INPUT_VOCAB, output_vocab=len(dataset.output_words), seed=config.seed,
                       device=device, dtype=config.dtype, impl=config.impl, outer_tanh=config.outer_tanh)
-        optimizer = Adam(model.params, lr=config.lr)
+        optimizer = Adam(model.params, lr=config.lr, fused=config.impl == "fast")
         order = BatchOrder(len(train_idx), config.batch_size, config.seed)
         step = 0
         history = {}
