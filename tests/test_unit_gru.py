@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from unit_problems import random_problem, run_unit
+from unit_problems import assert_float32_agrees_with_float64, random_problem
 
 from minirnn.gradcheck import DEFAULT_TOLERANCE, check_unit, format_report
 from minirnn.units.gru import GRU
@@ -27,16 +27,7 @@ def test_gradcheck_float64(I, H, T, B):
 
 
 def test_float32_agrees_with_float64_and_stays_float32():
-    unit = GRU(4, 6)
-    problem = random_problem(unit, T=6, B=3, seed=7)
-    r64 = run_unit(unit, *problem, np.float64)
-    r32 = run_unit(unit, *problem, np.float32)
-    for name, a64 in r64.items():
-        a32 = r32[name]
-        assert a64.dtype == np.float64, f"{name} came back as {a64.dtype} from float64 inputs"
-        assert a32.dtype == np.float32, f"{name} came back as {a32.dtype} from float32 inputs (silent upcast?)"
-        rel = float(np.max(np.abs(a32 - a64)) / max(float(np.max(np.abs(a64))), 1e-30))
-        assert rel <= 1e-4, f"{name}: float32 differs from float64 by relative {rel:.2e}"
+    assert_float32_agrees_with_float64(GRU(4, 6))
 
 
 def test_dstate_none_means_zero():

@@ -26,3 +26,17 @@ def run_unit(unit, params, x, state0, dhs, dstate, dtype):
     out.update({f"d{k}": v for k, v in dp.items()})
     out.update({f"dstate0.{n}": s for n, s in zip(unit.state_names, ds0)})
     return out
+
+
+def assert_float32_agrees_with_float64(unit, tolerance=1e-4):
+    """Every output and gradient: float32 within ``tolerance`` (relative to the largest
+    float64 value) of float64, and no silent upcast of float32 inputs."""
+    problem = random_problem(unit, T=6, B=3, seed=7)
+    r64 = run_unit(unit, *problem, np.float64)
+    r32 = run_unit(unit, *problem, np.float32)
+    for name, a64 in r64.items():
+        a32 = r32[name]
+        assert a64.dtype == np.float64, f"{name} came back as {a64.dtype} from float64 inputs"
+        assert a32.dtype == np.float32, f"{name} came back as {a32.dtype} from float32 inputs (silent upcast?)"
+        rel = float(np.max(np.abs(a32 - a64)) / max(float(np.max(np.abs(a64))), 1e-30))
+        assert rel <= tolerance, f"{name}: float32 differs from float64 by relative {rel:.2e}"
