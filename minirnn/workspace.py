@@ -19,7 +19,15 @@ import sys
 
 import numpy as np
 
-_FREE_REFCOUNT = 3  # the pool's list, the loop variable, getrefcount's argument
+
+def _references(buffers: list, i: int) -> int:
+    """Reference count of ``buffers[i]`` as seen from here.  Every check goes
+    through this one function, so the count of a free buffer is calibrated once
+    below, whatever the interpreter's own bookkeeping adds to it."""
+    return sys.getrefcount(buffers[i])
+
+
+_FREE = _references([np.empty(1, dtype=np.uint8)], 0)  # held by the pool's list alone
 
 
 class Workspace:
@@ -38,16 +46,16 @@ class Workspace:
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         best = None
-        for buf in self._buffers:
-            if buf.nbytes >= nbytes and sys.getrefcount(buf) <= _FREE_REFCOUNT:
-                if best is None or buf.nbytes < best.nbytes:
-                    best = buf
-        buf = None  # the loop variable would otherwise count as a user of the last buffer
+        for i in range(len(self._buffers)):
+            size = self._buffers[i].nbytes
+            if size >= nbytes and (best is None or size < self._buffers[best].nbytes) \
+                    and _references(self._buffers, i) <= _FREE:
+                best = i
         if best is None:
             # Smaller free buffers stay: later, smaller requests of the same step reuse them.
-            best = np.empty(self._capacity(nbytes), dtype=np.uint8)
-            self._buffers.append(best)
-        return best[:nbytes].view(dtype).reshape(shape)
+            self._buffers.append(np.empty(self._capacity(nbytes), dtype=np.uint8))
+            best = len(self._buffers) - 1
+        return self._buffers[best][:nbytes].view(dtype).reshape(shape)
 
     def zeros(self, shape, dtype) -> np.ndarray:
         a = self.empty(shape, dtype)
