@@ -87,13 +87,7 @@ def main(argv=None):
 
     step = timed(s.step)
     # Parts, run the same way loss_and_grads runs them.
-    E = m.params["embedding"]
-    unit0 = m.units[0]
-    hs_in = L.one_hot(src.T, E.shape[0], E.dtype)
-    folded = dict(m.layer_params(0))
-    for name in unit0.input_kernels:
-        W = folded[name]
-        folded[name] = np.concatenate([E @ W[:unit0.input_size], W[unit0.input_size:]], axis=0)
+    hs_in, folded = m.folded_first_layer(src)
     units = [(m.folded_first_unit, folded)] + [(m.units[k], m.layer_params(k)) for k in range(1, len(m.units))]
 
     def forward():

@@ -193,6 +193,16 @@ def check_model(model, source, target, max_entries: int | None = 30, seed: int =
     return report
 
 
+def perturb_params(model, rng: np.random.Generator, scale: float = 0.1) -> None:
+    """Move every parameter off its special initial value (zero or one biases would
+    hide terms of the gradient); the embedding's padding row stays zero, as in training."""
+    for name, p in model.params.items():
+        noise = scale * rng.standard_normal(p.shape)
+        if name == "embedding":
+            noise[0] = 0.0
+        model.params[name] = p + model.xp.asarray(noise, dtype=p.dtype)
+
+
 def check_model_config(unit: str, depth: int = 2, layers: int = 2, hidden: int = 5, batch: int = 3, time: int = 6,
                        vocab: int = 11, max_entries: int | None = 40, impl: str = "fast", device: str = "cpu",
                        outer_tanh: bool = False, seed: int = 0):
@@ -203,13 +213,8 @@ def check_model_config(unit: str, depth: int = 2, layers: int = 2, hidden: int =
     device, _ = resolve_device(device)
     model = Model(unit=unit, hidden=hidden, layers=layers, depth=depth, output_vocab=vocab, embedding_size=hidden + 1,
                   seed=seed, device=device, dtype="float64", impl=impl, outer_tanh=outer_tanh)
-    # Move parameters off their special initial values (zero/one biases) so every term is exercised.
     rng = np.random.default_rng(seed + 1)
-    for name, p in model.params.items():
-        noise = 0.1 * rng.standard_normal(p.shape)
-        if name == "embedding":
-            noise[0] = 0.0  # the padding row stays zero, as in training
-        model.params[name] = p + model.xp.asarray(noise)
+    perturb_params(model, rng)
     source, target = random_batch(rng, batch, time, model.config["input_vocab"], vocab)
     depth_txt = f", depth {depth}{', outer tanh' if outer_tanh else ''}" if unit == "nlstm" else ""
     description = (f"gradcheck {unit}{depth_txt}: {layers} layer(s) of {hidden} units, embedding {hidden + 1}, "

@@ -158,6 +158,19 @@ class Model:
         grads["embedding"] = L.embedding_grad(self.params["embedding"], source, dX)
         return loss, {k: grads[k] for k in self.params}
 
+    def folded_first_layer(self, source):
+        """The first layer's inputs and parameters with the embedding folded in [EMB-F2]:
+        one-hot ids (T, B, 28), and its parameters with each input kernel's first
+        rows W_x replaced by the 28-row table T = E W_x (run with ``folded_first_unit``)."""
+        E = self.params["embedding"]
+        unit = self.units[0]
+        size_in = unit.input_size
+        folded = dict(self.layer_params(0))
+        for name in unit.input_kernels:
+            W = folded[name]
+            folded[name] = self.xp.concatenate([E @ W[:size_in], W[size_in:]], axis=0)   # [EMB-F2] T = E W_x
+        return L.one_hot(source.T, E.shape[0], E.dtype), folded
+
     def _loss_and_grads_folded(self, source, target, states0=None):
         """The same loss and gradients, with the embedding folded into the first layer.
 
@@ -168,15 +181,11 @@ class Model:
         that size into products with 28 rows; the table's gradient dT then gives
         dE and dW_x exactly [EMB-B3], [EMB-B4].
         """
+        onehot, folded = self.folded_first_layer(source)
+        loss, grads, _, _ = self.forward_backward(onehot, target, states0, first_params=folded)
         E = self.params["embedding"]
         unit = self.units[0]
         size_in = unit.input_size
-        folded = dict(self.layer_params(0))
-        for name in unit.input_kernels:
-            W = folded[name]
-            folded[name] = self.xp.concatenate([E @ W[:size_in], W[size_in:]], axis=0)   # [EMB-F2] T = E W_x
-        onehot = L.one_hot(source.T, E.shape[0], E.dtype)                                 # (T, B, 28)
-        loss, grads, _, _ = self.forward_backward(onehot, target, states0, first_params=folded)
         dE = self.xp.zeros_like(E)
         vocab = E.shape[0]
         for name in unit.input_kernels:

@@ -2,21 +2,17 @@
 import numpy as np
 import pytest
 
+from tiny_corpus import write_tiny_corpus
+
 from minirnn.data import load_or_build_dataset
 from minirnn.evaluate import evaluate_model, letters_seen
 from minirnn.model import Model
 from minirnn.optim import Adam
 
-VOCAB = ["the", "of", "and", "cat", "sat", "on", "mat", "dog", "ran", "far", "a", "big", "red", "sun", "tree",
-         "house", "river", "stone", "light", "quick"]
-
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    rng = np.random.default_rng(11)
-    p = 1.0 / np.arange(1, len(VOCAB) + 1)
-    path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
-    path.write_text(" ".join(rng.choice(VOCAB, size=2400, p=p / p.sum())))
+    path = write_tiny_corpus(tmp_path_factory.mktemp("corpus") / "tiny.txt", words=2400, seed=11)
     ds = load_or_build_dataset(str(path), vocab_size=12, max_length=40)
     model = Model("gru", hidden=8, layers=2, output_vocab=len(ds.output_words), seed=1, dtype="float64",
                   impl="reference")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minirnn.gradcheck import check_model, random_batch
+from minirnn.gradcheck import check_model, perturb_params, random_batch
 from minirnn.model import Model
 from minirnn.optim import Adam
 
@@ -27,12 +27,7 @@ def test_paper_parameter_counts(unit):
 def small_model(unit, layers=2, depth=2, dtype="float64", seed=0, impl="reference", outer_tanh=False):
     model = Model(unit=unit, hidden=4, layers=layers, depth=depth, output_vocab=9, embedding_size=5, seed=seed,
                   dtype=dtype, impl=impl, outer_tanh=outer_tanh)
-    rng = np.random.default_rng(seed + 7)
-    for name, p in model.params.items():
-        noise = 0.1 * rng.standard_normal(p.shape)
-        if name == "embedding":
-            noise[0] = 0
-        model.params[name] = (p + noise).astype(p.dtype)
+    perturb_params(model, np.random.default_rng(seed + 7))
     return model
 
 
@@ -74,8 +69,7 @@ def test_padding_row_gets_no_gradient_and_never_moves(unit):
 @pytest.mark.parametrize("unit", ["gru", "lstm", "nlstm"])
 def test_float32_agrees_with_float64(unit):
     m64 = small_model(unit, dtype="float64")
-    m32 = Model(unit=unit, hidden=4, layers=2, depth=2, output_vocab=9, embedding_size=5, dtype="float32",
-                impl="reference")
+    m32 = small_model(unit, dtype="float32")
     m32.load_params(m64.params)
     source, target = random_batch(np.random.default_rng(3), 3, 6, 28, 9)
     l64, g64 = m64.loss_and_grads(source, target)
@@ -128,8 +122,7 @@ def test_rejects_malformed_ids():
                                                ("nlstm", 1, 3)])
 def test_fast_path_equals_reference_path(unit, layers, depth):
     ref = small_model(unit, layers, depth, impl="reference")
-    fast = Model(unit=unit, hidden=4, layers=layers, depth=depth, output_vocab=9, embedding_size=5, dtype="float64",
-                 impl="fast")
+    fast = small_model(unit, layers, depth, impl="fast")
     fast.load_params(ref.params)
     source, target = random_batch(np.random.default_rng(5), 4, 7, 28, 9)
     l_ref, g_ref = ref.loss_and_grads(source, target)

@@ -7,25 +7,19 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tiny_corpus import write_tiny_corpus
+
 from minirnn.checkpoint import load_checkpoint
 from minirnn.cli.main import cli
 from minirnn.errors import MinirnnError
 from minirnn.model import Model
 from minirnn.train import TrainConfig, train
 
-VOCAB = ["the", "of", "and", "cat", "sat", "on", "mat", "dog", "ran", "far", "a", "big", "red", "sun", "tree",
-         "house", "river", "stone", "light", "quick"]
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """A tiny seeded text: ~1200 words of a 20-word language, ~100 observations of <= 40 characters."""
-    rng = np.random.default_rng(7)
-    p = 1.0 / np.arange(1, len(VOCAB) + 1)
-    words = rng.choice(VOCAB, size=1200, p=p / p.sum())
-    path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
-    path.write_text(" ".join(words) + "\n")
-    return str(path)
+    return str(write_tiny_corpus(tmp_path_factory.mktemp("corpus") / "tiny.txt", words=1200, seed=7))
 
 
 def tiny(corpus, out, impl="reference", **kw):
