@@ -10,6 +10,11 @@ ratios.  PyTorch runs as a typical user would write it (dense layer on every
 position, masked mean loss) and, for fairness, also with the dense layer only on
 the positions that count — the trick minirnn uses.  PyTorch is a benchmark
 oracle only; it is never imported by the library.
+
+``--floor`` adds minirnn's matrix products alone (every product of one fast
+step, recorded and replayed: benchmarks/step_profile.py) to the alternation,
+and prints the largest ratio over each baseline that an implementation making
+those products through this BLAS could reach.
 """
 from __future__ import annotations
 
@@ -24,6 +29,9 @@ import numpy as np
 
 from minirnn.bench import StepSetup, Stepper, make_batch
 from minirnn.presets import preset
+
+
+FLOOR = "minirnn products alone"
 
 
 def torch_stepper(setup: StepSetup, masked_rows: bool, threads: int):
@@ -91,17 +99,19 @@ def main(argv=None):
     ap.add_argument("--counted", type=float, default=0.9,
                     help="fraction of positions whose target counts (padding/unknown words do not)")
     ap.add_argument("--with-reference", action="store_true", help="also time minirnn's reference path")
+    ap.add_argument("--floor", action="store_true", help="also time the fast step's matrix products alone")
     ap.add_argument("--pause", type=float, default=0.3, help="untimed seconds before each step (thread pools settle)")
     ap.add_argument("--json", help="write the raw times here")
     args = ap.parse_args(argv)
 
-    rows, raw = [], {}
+    rows, raw, bounds = [], {}, []
     for unit in args.units.split(","):
         cfg = preset(args.config, unit)
         setup = StepSetup(unit=unit, hidden=cfg["hidden"], layers=cfg["layers"], depth=cfg["depth"],
                           classes=cfg["vocab_size"] + 2, batch=cfg["batch_size"], time=cfg["max_length"],
                           counted_fraction=args.counted)
-        steps = {"minirnn fast": Stepper(setup, "fast").step}
+        fast = Stepper(setup, "fast")
+        steps = {"minirnn fast": fast.step}
         if unit == "nlstm":
             # The issue's yardstick: a two-layer LSTM of the same width (same recurrent parameter count).
             two_layer = StepSetup(**{**setup.__dict__, "unit": "lstm", "layers": 2, "depth": 1})
@@ -111,6 +121,12 @@ def main(argv=None):
         if unit in ("gru", "lstm"):
             steps["torch"] = torch_stepper(setup, masked_rows=False, threads=args.threads)
             steps["torch masked rows"] = torch_stepper(setup, masked_rows=True, threads=args.threads)
+        if args.floor:
+            from step_profile import ProductRecorder  # this script's folder is on sys.path
+
+            with ProductRecorder() as products:
+                fast.step()
+            steps[FLOOR] = products.replay
         print(f"timing {setup.describe()} ...", file=sys.stderr, flush=True)
         times = time_alternating(steps, args.repeats, pause=args.pause)
         raw[unit] = {"setup": setup.__dict__, "times_s": times}
@@ -120,6 +136,10 @@ def main(argv=None):
             if name != "minirnn fast":
                 ratio = f"{m / med['minirnn fast']:.2f}x"
             rows.append((unit, name, f"{m:.3f}", f"{setup.batch * setup.time / m:,.0f}", ratio))
+        if FLOOR in med:
+            reach = ", ".join(f"{name} {m / med[FLOOR]:.2f}x" for name, m in med.items()
+                              if name not in ("minirnn fast", FLOOR))
+            bounds.append(f"{unit}: {reach}")
     print(f"\n{args.config} configuration, {args.repeats} alternating repeats, median seconds per training step; "
           f"ratio = time / minirnn fast time of the same unit (>1: minirnn faster; "
           f"for nlstm the 2-layer lstm row < 1 means the Nested LSTM takes 1/ratio of its time)")
@@ -127,6 +147,10 @@ def main(argv=None):
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(5)]
     for r in [header, tuple("-" * w for w in widths)] + rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    if bounds:
+        print("\nlargest ratio any implementation of minirnn's products could reach (baseline / products alone):")
+        for line in bounds:
+            print(f"  {line}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(raw, fh, indent=1)

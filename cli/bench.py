@@ -6,7 +6,7 @@ import json
 import click
 
 from minirnn.backend import resolve_device
-from minirnn.bench import StepSetup, format_results, run_bench
+from minirnn.bench import DEFAULT_PAUSE, StepSetup, format_results, run_bench
 from minirnn.presets import PRESETS, preset
 from minirnn.units import UNITS
 
@@ -29,10 +29,12 @@ from minirnn.units import UNITS
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--counted", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="Fraction of positions whose target counts in the loss (real batches have padding/unknowns).")
+@click.option("--pause", type=click.FloatRange(min=0.0), default=DEFAULT_PAUSE, show_default=True,
+              help="Untimed seconds before each timed step, so BLAS threads of the previous one stop spinning.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--no-memory", is_flag=True, help="Skip the (untimed) peak-memory measurement.")
 def bench(units, preset_name, hidden, layers, depth, vocab_size, batch_size, time_steps, impl, device, dtype,
-          repeats, counted, as_json, no_memory):
+          repeats, counted, pause, as_json, no_memory):
     """Median seconds per training step (forward, backward, Adam), characters/s and peak memory.
 
     With --impl both, fast and reference steps alternate in one run and the
@@ -52,7 +54,7 @@ def bench(units, preset_name, hidden, layers, depth, vocab_size, batch_size, tim
                           classes=cfg["vocab_size"] + 2, batch=cfg["batch_size"],
                           time=time_steps or cfg["max_length"], dtype=dtype, device=device, counted_fraction=counted)
         echo = None if as_json else (lambda m: click.echo(m, err=True))
-        results.append(run_bench(setup, impls, repeats=repeats, memory=not no_memory, echo=echo))
+        results.append(run_bench(setup, impls, repeats=repeats, memory=not no_memory, echo=echo, pause=pause))
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in results], indent=2))
     else:

@@ -103,9 +103,9 @@ def dense_xent_forward_backward(Hs, target, W, b, chunk: int = DEFAULT_CHUNK, ne
             dlogits = e / s                                                    # [CE-B1] softmax ...
             dlogits[xp.arange(h.shape[0]), t] -= 1                             # [CE-B1] ... minus one-hot
             dlogits *= dtype.type(1.0 / count)                                 # [CE-B2] mean over counted
-        dW += h.T @ dlogits                                                    # [DENSE-B2]
+        dW += xp.matmul(h.T, dlogits)                                          # [DENSE-B2]
         db += dlogits.sum(axis=0)                                              # [DENSE-B3]
-        dHs[rows] = dlogits @ W.T                                              # [DENSE-B1]
+        dHs[rows] = xp.matmul(dlogits, W.T)                                    # [DENSE-B1]
     return float(total) / count, count, dHs, dW, db
 
 

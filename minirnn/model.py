@@ -160,8 +160,11 @@ class Model:
 
     def folded_first_layer(self, source):
         """The first layer's inputs and parameters with the embedding folded in [EMB-F2]:
-        one-hot ids (T, B, 28), and its parameters with each input kernel's first
-        rows W_x replaced by the 28-row table T = E W_x (run with ``folded_first_unit``)."""
+        one-hot rows (T, B, 28), and its parameters with each input kernel's first
+        rows W_x replaced by the 28-row table T = E W_x (run with ``folded_first_unit``).
+
+        A unit that ``takes_ids`` (the fast CPU units) gets the one-hot rows as their
+        ids (T, B) and looks the table rows up instead of multiplying by them."""
         E = self.params["embedding"]
         unit = self.units[0]
         size_in = unit.input_size
@@ -169,6 +172,8 @@ class Model:
         for name in unit.input_kernels:
             W = folded[name]
             folded[name] = self.xp.concatenate([E @ W[:size_in], W[size_in:]], axis=0)   # [EMB-F2] T = E W_x
+        if getattr(self.folded_first_unit, "takes_ids", False):
+            return self.xp.ascontiguousarray(source.T), folded
         return L.one_hot(source.T, E.shape[0], E.dtype), folded
 
     def _loss_and_grads_folded(self, source, target, states0=None):

@@ -9,7 +9,7 @@ from minirnn.cli.main import cli
 
 def test_bench_json_reports_both_paths_and_their_ratio():
     args = ["bench", "--unit", "lstm", "--unit", "nlstm", "--hidden", "8", "--vocab-size", "20", "--batch-size", "4",
-            "--time", "6", "--repeats", "2", "--json"]
+            "--time", "6", "--repeats", "2", "--pause", "0", "--json"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)

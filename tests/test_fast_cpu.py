@@ -123,6 +123,33 @@ def test_non_contiguous_input():
     assert max(diffs.values()) <= 1e-10
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", list(UNITS))
+def test_integer_ids_equal_their_one_hot_rows(name, dtype):
+    # The folded first layer (docs/layers.md [EMB-F2]) hands the fast units its one-hot
+    # rows as ids: the input part becomes a row lookup and its weight gradient a
+    # scatter-add.  Same results as the reference on the one-hot rows; no dx.
+    ref = UNITS[name]()
+    fast = fast_cpu_unit(ref)
+    assert fast.takes_ids and not getattr(ref, "takes_ids", False)
+    params, _, state0, dhs, dstate_T = problem(ref, seed=7)
+    cast = lambda a: a.astype(dtype)  # noqa: E731
+    params, state0 = {k: cast(v) for k, v in params.items()}, tuple(map(cast, state0))
+    dhs, dstate_T = cast(dhs), tuple(map(cast, dstate_T))
+    ids = np.random.default_rng(7).integers(0, I, size=(T, B))
+    ids[0, 0], ids[1, 0] = 0, I - 1                      # both ends of the table
+    onehot = (ids[..., None] == np.arange(I)).astype(dtype)
+    hs, st, dp, dx, ds = run(fast, params, ids, state0, dhs, dstate_T)
+    want = run(ref if dtype == np.float64 else fast, params, onehot, state0, dhs, dstate_T)
+    assert dx is None and hs.dtype == dtype and all(v.dtype == dtype for v in dp.values())
+    limit = 1e-10 if dtype == np.float64 else 1e-5
+    diffs = {"hs": rel(hs, want[0]), **{f"d{k}": rel(dp[k], want[2][k]) for k in dp},
+             **{f"state_T[{i}]": rel(a, b) for i, (a, b) in enumerate(zip(st, want[1]))},
+             **{f"dstate0[{i}]": rel(a, b) for i, (a, b) in enumerate(zip(ds, want[4]))}}
+    worst = max(diffs, key=diffs.get)
+    assert diffs[worst] <= limit, f"{worst}: {diffs[worst]:.2e}"
+
+
 @pytest.mark.parametrize("name", list(UNITS))
 def test_gradcheck_fast_unit(name):
     fast = fast_cpu_unit(UNITS[name]())

@@ -4,13 +4,15 @@ Same parameters, state and interface as the reference ``minirnn.units.GRU``
 (docs/gru.md); only the order of the work differs (docs/kernels.md):
 
 forward   Zx = X [W_g[:I] | W_c[:I]] + [b_g | b_c] for all T*B rows in ONE product
-          (input parts of [GRU-F1] and [GRU-F3]); per step two recurrent products,
+          (input parts of [GRU-F1] and [GRU-F3]; a row lookup when X is one-hot
+          ids, _common.input_part); per step two recurrent products,
           h W_g[I:] and (r*h) W_c[I:] (BLAS, into buffers), each followed by a kernel
 backward  per step: ``gru_bwd1``, drh = da_c W_c[I:]^T, ``gru_bwd2``,
           da_g W_g[I:]^T (BLAS into buffers); the carried gradient is kept in two
           parts and summed inside the next step's kernel
           after the loop: dW_x = X^T dA, dW_g[I:] = H_prev^T dA_g,
-          dW_c[I:] = (R*H_prev)^T dA_c, db = sum dA, dX = dA W_x^T   ([GRU-B5], [GRU-B9], [GRU-B12])
+          dW_c[I:] = (R*H_prev)^T dA_c, db = sum dA, dX = dA W_x^T (none for ids)
+          ([GRU-B5], [GRU-B9], [GRU-B12])
 
 The returned ``hs`` and final state are views of the cache's buffers: do not write
 into them before calling backward.
@@ -21,28 +23,29 @@ import numpy as np
 
 from minirnn.units.gru import GRU
 
-from ._common import as_c, carry_in, is_numpy, matmul_into, scratch
+from ._common import (as_c, carry_in, compute_dtype, input_grad, input_part, input_weight_grad, is_numpy,
+                      scratch)
 from .gates import gru_bwd1, gru_bwd2, gru_gates_fwd, gru_out_fwd
 
 
 class FastGRU(GRU):
     """``GRU`` with the fused CPU forward/backward (NumPy arrays; others use the reference)."""
 
+    takes_ids = True   # x may be one-hot input rows given as integer ids (T, B): _common.input_part
+
     def forward(self, params, x, state0):
         if not is_numpy(x, *state0):
             return super().forward(params, x, state0)
-        dt = np.result_type(x.dtype, np.float32)
-        T, B, I = x.shape
+        dt = compute_dtype(x, state0)
+        T, B, I = x.shape[0], x.shape[1], self.input_size
         H = self.hidden_size
         W_g, b_g = as_c(params["W_g"], dt), as_c(params["b_g"], dt)
         W_c, b_c = as_c(params["W_c"], dt), as_c(params["b_c"], dt)
-        x = as_c(x, dt)
+        x = np.ascontiguousarray(x) if x.dtype.kind in "iu" else as_c(x, dt)
         W_x = np.concatenate([W_g[:I], W_c[:I]], axis=1)    # (I, 3H): one input product
         W_gh, W_ch = W_g[I:], W_c[I:]
 
-        Zx = matmul_into(x.reshape(T * B, I), W_x, dt).reshape(T, B, 3 * H)
-        Zx[:, :, :2 * H] += b_g                              # input part of [GRU-F1]
-        Zx[:, :, 2 * H:] += b_c                              # input part of [GRU-F3]
+        Zx = input_part(x, W_x, np.concatenate([b_g, b_c]), dt)  # input parts of [GRU-F1], [GRU-F3]
         Hs = scratch((T + 1, B, H), dtype=dt)               # Hs[t] = h_{t-1}; Hs[1:] = outputs
         G = scratch((T, B, 2 * H), dtype=dt)                # [r | u]
         RH = scratch((T, B, H), dtype=dt)                   # r * h_{t-1}
@@ -62,8 +65,8 @@ class FastGRU(GRU):
         if not (isinstance(cache, dict) and cache.get("fast")):
             return super().backward(params, cache, dhs, dstate_T)
         x, W_x, Hs, G, RH, Cc = cache["x"], cache["W_x"], cache["Hs"], cache["G"], cache["RH"], cache["C"]
-        dt = x.dtype
-        T, B, I = x.shape
+        dt = Hs.dtype
+        T, B, I = x.shape[0], x.shape[1], self.input_size
         H = self.hidden_size
         W_gh = as_c(params["W_g"], dt)[I:]
         W_ch = as_c(params["W_c"], dt)[I:]
@@ -82,16 +85,17 @@ class FastGRU(GRU):
             np.matmul(dA[t, :, :2 * H], W_ghT, out=dhc_mat)  # [GRU-B11] (matrix part)
 
         dA2 = dA.reshape(T * B, 3 * H)
-        x2 = x.reshape(T * B, I)
         dW_g = scratch((I + H, 2 * H), dtype=dt)
         dW_c = scratch((I + H, H), dtype=dt)
-        np.matmul(x2.T, dA2[:, :2 * H], out=dW_g[:I])                   # [GRU-B9]
+        dW_x = scratch((I, 3 * H), dtype=dt)                            # x rows of both kernels at once
+        input_weight_grad(x, dA2, dW_x)                                 # [GRU-B9], [GRU-B5] (x rows)
+        dW_g[:I] = dW_x[:, :2 * H]
+        dW_c[:I] = dW_x[:, 2 * H:]
         np.matmul(Hs[:T].reshape(T * B, H).T, dA2[:, :2 * H], out=dW_g[I:])  # [GRU-B9]
-        np.matmul(x2.T, dA2[:, 2 * H:], out=dW_c[:I])                   # [GRU-B5]
         np.matmul(RH.reshape(T * B, H).T, dA2[:, 2 * H:], out=dW_c[I:])  # [GRU-B5]
         db = dA2.sum(axis=0)
         dparams = {"W_g": dW_g, "b_g": db[:2 * H].copy(),               # [GRU-B9]
                    "W_c": dW_c, "b_c": db[2 * H:].copy()}               # [GRU-B5]
-        dx = matmul_into(dA2, W_x.T, dt).reshape(T, B, I)                     # [GRU-B12]
+        dx = input_grad(x, dA2, W_x, dt)                                # [GRU-B12]
         dh0 = dhc_part + dhc_mat                                        # [GRU-B11], [GRU-B13]
         return dparams, dx, (dh0,)

@@ -3,11 +3,12 @@
 Same parameters, state and interface as the reference ``minirnn.units.LSTM``
 (docs/lstm.md); only the order of the work differs (docs/kernels.md):
 
-forward   Zx = X W[:I] + b for all T*B rows at once            (input part of [LSTM-F1])
+forward   Zx = X W[:I] + b for all T*B rows at once            (input part of [LSTM-F1];
+          a row lookup when X is one-hot ids, _common.input_part)
           per step: zh = h_{t-1} W[I:] (BLAS, into a buffer) then ``lstm_fwd``
 backward  per step: ``lstm_bwd`` then dh_carry = dz_t W[I:]^T (BLAS, into a buffer)
           after the loop: dW[:I] = X^T dZ, dW[I:] = H_prev^T dZ, db = sum dZ,
-          dX = dZ W[:I]^T                                       ([LSTM-B7], [LSTM-B8])
+          dX = dZ W[:I]^T (none for ids)                        ([LSTM-B7], [LSTM-B8])
 
 The returned ``hs`` and final state are views of the cache's buffers: do not write
 into them before calling backward.
@@ -18,26 +19,28 @@ import numpy as np
 
 from minirnn.units.lstm import LSTM
 
-from ._common import as_c, carry_in, is_numpy, matmul_into, scratch
+from ._common import (as_c, carry_in, compute_dtype, input_grad, input_part, input_weight_grad, is_numpy,
+                      scratch)
 from .gates import lstm_bwd, lstm_fwd
 
 
 class FastLSTM(LSTM):
     """``LSTM`` with the fused CPU forward/backward (NumPy arrays; others use the reference)."""
 
+    takes_ids = True   # x may be one-hot input rows given as integer ids (T, B): _common.input_part
+
     def forward(self, params, x, state0):
         if not is_numpy(x, *state0):
             return super().forward(params, x, state0)
-        dt = np.result_type(x.dtype, np.float32)
-        T, B, I = x.shape
+        dt = compute_dtype(x, state0)
+        T, B, I = x.shape[0], x.shape[1], self.input_size
         H = self.hidden_size
         W = as_c(params["W"], dt)
         b = as_c(params["b"], dt)
-        x = as_c(x, dt)
+        x = np.ascontiguousarray(x) if x.dtype.kind in "iu" else as_c(x, dt)
         W_x, W_h = W[:I], W[I:]                        # contiguous row blocks, no copy
 
-        Zx = matmul_into(x.reshape(T * B, I), W_x, dt).reshape(T, B, 4 * H)
-        Zx += b                                        # input part of [LSTM-F1], all steps
+        Zx = input_part(x, W_x, b, dt)                 # input part of [LSTM-F1], all steps
         Hs = scratch((T + 1, B, H), dtype=dt)         # Hs[t] = h_{t-1}; Hs[1:] = outputs
         Cs = scratch((T + 1, B, H), dtype=dt)         # Cs[t] = c_{t-1}
         G = scratch((T, B, 4 * H), dtype=dt)          # [sig(i) | tanh(j) | sig(f+1) | sig(o)]
@@ -55,8 +58,8 @@ class FastLSTM(LSTM):
         if not (isinstance(cache, dict) and cache.get("fast")):
             return super().backward(params, cache, dhs, dstate_T)
         x, Hs, Cs, G, TC = cache["x"], cache["Hs"], cache["Cs"], cache["G"], cache["TC"]
-        dt = x.dtype
-        T, B, I = x.shape
+        dt = Hs.dtype
+        T, B, I = x.shape[0], x.shape[1], self.input_size
         H = self.hidden_size
         W = as_c(params["W"], dt)
         W_x, W_h = W[:I], W[I:]
@@ -72,8 +75,8 @@ class FastLSTM(LSTM):
 
         dZ2 = dZ.reshape(T * B, 4 * H)
         dW = scratch((I + H, 4 * H), dtype=dt)
-        np.matmul(x.reshape(T * B, I).T, dZ2, out=dW[:I])            # [LSTM-B7]
+        input_weight_grad(x, dZ2, dW[:I])                            # [LSTM-B7]
         np.matmul(Hs[:T].reshape(T * B, H).T, dZ2, out=dW[I:])       # [LSTM-B7]
         dparams = {"W": dW, "b": dZ2.sum(axis=0)}                    # [LSTM-B7]
-        dx = matmul_into(dZ2, W_x.T, dt).reshape(T, B, I)                  # [LSTM-B8]
+        dx = input_grad(x, dZ2, W_x, dt)                             # [LSTM-B8]
         return dparams, dx, (dh_carry, dc_carry)                     # [LSTM-B9]

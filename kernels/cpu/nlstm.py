@@ -3,7 +3,8 @@
 Same parameters, state and interface as the reference ``minirnn.units.NestedLSTM``
 (docs/nlstm.md); only the order of the work differs (docs/kernels.md):
 
-forward   Zx = X W0[:I] + b0 for all T*B rows at once      (input part of [NLSTM-F1], level 0)
+forward   Zx = X W0[:I] + b0 for all T*B rows at once      (input part of [NLSTM-F1], level 0;
+          a row lookup when X is one-hot ids, _common.input_part)
           per step, outside-in: level 0: h W0[I:] (BLAS) + ``nlstm_level_fwd``;
           level k >= 1: [a_k, b_k] W_k (BLAS; its input depends on the step) +
           ``nlstm_level_fwd``; then ``nlstm_out_fwd`` (inside-out, all levels)
@@ -22,21 +23,25 @@ import numpy as np
 
 from minirnn.units.nlstm import NestedLSTM
 
-from ._common import as_c, carry_in, is_numpy, matmul_into, scratch
+from ._common import (as_c, carry_in, compute_dtype, input_grad, input_part, input_weight_grad, is_numpy,
+                      scratch, takes_ids)
 from .gates import nlstm_gate_bwd, nlstm_level_fwd, nlstm_out_bwd, nlstm_out_fwd
 
 
 class FastNestedLSTM(NestedLSTM):
     """``NestedLSTM`` with the fused CPU forward/backward (NumPy arrays; others use the reference)."""
 
+    takes_ids = True   # x may be one-hot input rows given as integer ids (T, B): _common.input_part
+
     def forward(self, params, x, state0):
         if not is_numpy(x, *state0):
             return super().forward(params, x, state0)
-        self._check_inputs(x, state0)
-        dt = np.result_type(x.dtype, np.float32)
-        T, B, I = x.shape
+        if not takes_ids(x):
+            self._check_inputs(x, state0)
+        dt = compute_dtype(x, state0)
+        T, B, I = x.shape[0], x.shape[1], self.input_size
         H, D = self.hidden_size, self.depth
-        x = as_c(x, dt)
+        x = np.ascontiguousarray(x) if x.dtype.kind in "iu" else as_c(x, dt)
         W = [as_c(params[f"W{k}"], dt) for k in range(D)]
         bias = [as_c(params[f"b{k}"], dt) for k in range(D)]
         Wrec = [W[0][I:]] + W[1:]                            # the in-loop product of each level
@@ -44,8 +49,7 @@ class FastNestedLSTM(NestedLSTM):
         # its bias (one broadcast copy per call, so the kernel reads plain (B, 4H) blocks).
         badd = [None] + [np.ascontiguousarray(np.broadcast_to(bias[k], (B, 4 * H))) for k in range(1, D)]
 
-        Zx = matmul_into(x.reshape(T * B, I), W[0][:I], dt).reshape(T, B, 4 * H)
-        Zx += bias[0]                                        # input part of [NLSTM-F1], level 0
+        Zx = input_part(x, W[0][:I], bias[0], dt)           # input part of [NLSTM-F1], level 0
         Hs = scratch((T + 1, B, H), dtype=dt)               # Hs[t] = h_{t-1}; Hs[1:] = outputs
         C = scratch((D, T + 1, B, H), dtype=dt)             # C[k, t] = c_k before step t
         G = scratch((D, T, B, 4 * H), dtype=dt)             # gates per level
@@ -76,8 +80,8 @@ class FastNestedLSTM(NestedLSTM):
         if not (isinstance(cache, dict) and cache.get("fast")):
             return super().backward(params, cache, dhs, dstate_T)
         x, Hs, C, G, TC, CAT = (cache[k] for k in ("x", "Hs", "C", "G", "TC", "CAT"))
-        dt = x.dtype
-        T, B, I = x.shape
+        dt = Hs.dtype
+        T, B, I = x.shape[0], x.shape[1], self.input_size
         H, D = self.hidden_size, self.depth
         W = [as_c(params[f"W{k}"], dt) for k in range(D)]
         WrecT = [W[0][I:].T] + [W[k].T for k in range(1, D)]
@@ -109,12 +113,12 @@ class FastNestedLSTM(NestedLSTM):
             dZk = dZ[k].reshape(T * B, 4 * H)
             if k == 0:
                 dW0 = scratch((I + H, 4 * H), dtype=dt)
-                np.matmul(x.reshape(T * B, I).T, dZk, out=dW0[:I])           # [NLSTM-B15]
+                input_weight_grad(x, dZk, dW0[:I])                           # [NLSTM-B15]
                 np.matmul(Hs[:T].reshape(T * B, H).T, dZk, out=dW0[I:])      # [NLSTM-B15]
                 dparams["W0"] = dW0
             else:
                 dparams[f"W{k}"] = np.matmul(CAT[k - 1].reshape(T * B, 2 * H).T, dZk)  # [NLSTM-B15]
             dparams[f"b{k}"] = dZk.sum(axis=0)                               # [NLSTM-B16]
-        dx = matmul_into(dZ[0].reshape(T * B, 4 * H), W[0][:I].T, dt).reshape(T, B, I)  # [NLSTM-B17]
+        dx = input_grad(x, dZ[0].reshape(T * B, 4 * H), W[0][:I], dt)       # [NLSTM-B17]
         dstate0 = (dh_carry,) + tuple(dc_carry[k] for k in range(D))         # [NLSTM-B18]
         return dparams, dx, dstate0

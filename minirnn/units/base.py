@@ -30,6 +30,11 @@ A unit must provide:
     (outputs only; the recurrence adds the carried part).  ``dstate_T`` (a tuple
     like the state, or None for zeros) is dLoss/d(final state).  Returns the
     parameter gradients (same names), dLoss/dx (T, B, I) and dLoss/d(state0).
+
+``takes_ids`` (optional, default False)
+    True for a unit that also accepts one-hot inputs given as integer ids
+    x (T, B) in [0, I): it then looks up rows of its input kernels instead of
+    multiplying, and returns dx = None (docs/layers.md [EMB-F2]).
 """
 from __future__ import annotations
 
