@@ -127,10 +127,10 @@ def main(argv=None):
     work = step_gflop(args.unit, setup, counted)
 
     def timed(fn):
+        """Median time of a part, repeated back to back (warm, as inside a step)."""
         fn()
         out = []
         for _ in range(args.repeats):
-            time.sleep(args.pause)
             t0 = time.perf_counter()
             fn()
             out.append(time.perf_counter() - t0)
@@ -181,9 +181,9 @@ def main(argv=None):
           f"= {total:.2f} GFLOP")
     print(f"step: {step:.4f} s -> {total / step:.1f} GFLOP/s = {100 * total / step / rate:.0f}% of the GEMM rate")
     rest = step - fwd - bwd - dense - adam
-    print("breakdown (each part timed alone):")
+    print("breakdown (each part timed alone, back to back):")
     for name, t in (("recurrent forward", fwd), ("recurrent backward", bwd), ("dense + softmax CE", dense),
-                    ("Adam", adam), ("rest (embedding fold, one-hot, gradient bookkeeping)", rest)):
+                    ("Adam", adam), ("rest (embedding fold, gradient bookkeeping)", rest)):
         print(f"  {name:<55} {t:8.4f} s  {100 * t / step:5.1f}%")
     print(f"  dense alone runs at {work['dense'] / dense:.1f} GFLOP/s; recurrent at "
           f"{work['recurrent'] / (fwd + bwd):.1f} GFLOP/s")

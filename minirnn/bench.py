@@ -116,11 +116,10 @@ def run_bench(setup: StepSetup, impls=("fast", "reference"), repeats: int = 5, w
               memory: bool = True, echo=None, pause: float = DEFAULT_PAUSE) -> BenchResult:
     """Time ``repeats`` steps per implementation, alternating between them.
 
-    ``pause`` untimed seconds pass before each timed step.  OpenBLAS's threads keep
-    spinning for a while after a product; without the pause, each step would be
-    timed while the other implementation's threads still hold the cores, and the
-    reference path (many more small products) loses most (measured: its demo GRU
-    step 0.129 s back to back, 0.085 s after a pause; the fast step barely moves).
+    ``pause`` untimed seconds pass before each timed step, as in
+    benchmarks/cpu_vs_torch.py: thread pools keep spinning for a while after a
+    parallel product and would otherwise take the cores from whatever runs next
+    (docs/benchmarks.md, "How steps are timed").
     """
     result = BenchResult(setup)
     steppers = {impl: Stepper(setup, impl) for impl in impls}

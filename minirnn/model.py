@@ -183,11 +183,12 @@ class Model:
         X W_x = onehot(s) (E W_x): a product with a 28-row table [EMB-F2].  The
         first layer runs on one-hot inputs with W_x replaced by T = E W_x, which
         turns the (N x E)(E x G) input product and the two backward products of
-        that size into products with 28 rows; the table's gradient dT then gives
+        that size into products with 28 rows (on the CPU, into a row lookup and a
+        scatter-add: the units take the ids); the table's gradient dT then gives
         dE and dW_x exactly [EMB-B3], [EMB-B4].
         """
-        onehot, folded = self.folded_first_layer(source)
-        loss, grads, _, _ = self.forward_backward(onehot, target, states0, first_params=folded)
+        inputs, folded = self.folded_first_layer(source)
+        loss, grads, _, _ = self.forward_backward(inputs, target, states0, first_params=folded)
         E = self.params["embedding"]
         unit = self.units[0]
         size_in = unit.input_size

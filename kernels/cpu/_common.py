@@ -12,6 +12,11 @@ def takes_ids(x) -> bool:
     return x.ndim == 2 and x.dtype.kind in "iu"
 
 
+def as_input(x, dtype):
+    """``x`` C-contiguous: ids as they are, values as ``dtype``."""
+    return np.ascontiguousarray(x) if takes_ids(x) else as_c(x, dtype)
+
+
 def compute_dtype(x, state0):
     """The float dtype a fast unit computes in (ids carry none: the state's then)."""
     return np.result_type(state0[0].dtype if takes_ids(x) else x.dtype, np.float32)

@@ -23,7 +23,7 @@ import numpy as np
 
 from minirnn.units.gru import GRU
 
-from ._common import (as_c, carry_in, compute_dtype, input_grad, input_part, input_weight_grad, is_numpy,
+from ._common import (as_c, as_input, carry_in, compute_dtype, input_grad, input_part, input_weight_grad, is_numpy,
                       scratch)
 from .gates import gru_bwd1, gru_bwd2, gru_gates_fwd, gru_out_fwd
 
@@ -41,7 +41,7 @@ class FastGRU(GRU):
         H = self.hidden_size
         W_g, b_g = as_c(params["W_g"], dt), as_c(params["b_g"], dt)
         W_c, b_c = as_c(params["W_c"], dt), as_c(params["b_c"], dt)
-        x = np.ascontiguousarray(x) if x.dtype.kind in "iu" else as_c(x, dt)
+        x = as_input(x, dt)
         W_x = np.concatenate([W_g[:I], W_c[:I]], axis=1)    # (I, 3H): one input product
         W_gh, W_ch = W_g[I:], W_c[I:]
 

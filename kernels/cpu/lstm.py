@@ -19,7 +19,7 @@ import numpy as np
 
 from minirnn.units.lstm import LSTM
 
-from ._common import (as_c, carry_in, compute_dtype, input_grad, input_part, input_weight_grad, is_numpy,
+from ._common import (as_c, as_input, carry_in, compute_dtype, input_grad, input_part, input_weight_grad, is_numpy,
                       scratch)
 from .gates import lstm_bwd, lstm_fwd
 
@@ -37,7 +37,7 @@ class FastLSTM(LSTM):
         H = self.hidden_size
         W = as_c(params["W"], dt)
         b = as_c(params["b"], dt)
-        x = np.ascontiguousarray(x) if x.dtype.kind in "iu" else as_c(x, dt)
+        x = as_input(x, dt)
         W_x, W_h = W[:I], W[I:]                        # contiguous row blocks, no copy
 
         Zx = input_part(x, W_x, b, dt)                 # input part of [LSTM-F1], all steps

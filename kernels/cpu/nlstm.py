@@ -23,7 +23,7 @@ import numpy as np
 
 from minirnn.units.nlstm import NestedLSTM
 
-from ._common import (as_c, carry_in, compute_dtype, input_grad, input_part, input_weight_grad, is_numpy,
+from ._common import (as_c, as_input, carry_in, compute_dtype, input_grad, input_part, input_weight_grad, is_numpy,
                       scratch, takes_ids)
 from .gates import nlstm_gate_bwd, nlstm_level_fwd, nlstm_out_bwd, nlstm_out_fwd
 
@@ -41,7 +41,7 @@ class FastNestedLSTM(NestedLSTM):
         dt = compute_dtype(x, state0)
         T, B, I = x.shape[0], x.shape[1], self.input_size
         H, D = self.hidden_size, self.depth
-        x = np.ascontiguousarray(x) if x.dtype.kind in "iu" else as_c(x, dt)
+        x = as_input(x, dt)
         W = [as_c(params[f"W{k}"], dt) for k in range(D)]
         bias = [as_c(params[f"b{k}"], dt) for k in range(D)]
         Wrec = [W[0][I:]] + W[1:]                            # the in-loop product of each level
