@@ -23,11 +23,10 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
-from minirnn.bench import StepSetup, Stepper, make_batch
+from minirnn.bench import DEFAULT_PAUSE, StepSetup, Stepper, make_batch, time_alternating
 from minirnn.presets import preset
 
 
@@ -70,26 +69,6 @@ def torch_stepper(setup: StepSetup, masked_rows: bool, threads: int):
     return step
 
 
-def time_alternating(steps: dict, repeats: int, warmup: int = 1, pause: float = 0.3) -> dict:
-    """Median-ready step times, implementations interleaved.
-
-    ``pause`` seconds pass (untimed) before each timed step: both libraries'
-    thread pools (OpenBLAS, PyTorch's OpenMP) keep spinning for a while after a
-    parallel region, and would otherwise steal the cores from whichever runs next.
-    """
-    for fn in steps.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, fn in steps.items():
-            time.sleep(pause)
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", choices=["demo", "paper"], default="demo")
@@ -100,7 +79,7 @@ def main(argv=None):
                     help="fraction of positions whose target counts (padding/unknown words do not)")
     ap.add_argument("--with-reference", action="store_true", help="also time minirnn's reference path")
     ap.add_argument("--floor", action="store_true", help="also time the fast step's matrix products alone")
-    ap.add_argument("--pause", type=float, default=0.3, help="untimed seconds before each step (thread pools settle)")
+    ap.add_argument("--pause", type=float, default=DEFAULT_PAUSE, help="untimed seconds before each step (thread pools settle)")
     ap.add_argument("--json", help="write the raw times here")
     args = ap.parse_args(argv)
 

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from minirnn import layers as L
-from minirnn.bench import StepSetup, Stepper
+from minirnn.bench import DEFAULT_PAUSE, StepSetup, Stepper, time_alternating
 from minirnn.presets import preset
 
 
@@ -110,7 +110,7 @@ def main(argv=None):
     ap.add_argument("--time", type=int, default=None, help="sequence length (default: the preset's)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--counted", type=float, default=0.9, help="share of positions whose target counts")
-    ap.add_argument("--pause", type=float, default=0.3,
+    ap.add_argument("--pause", type=float, default=DEFAULT_PAUSE,
                     help="untimed seconds before each timed run, so BLAS threads stop spinning")
     args = ap.parse_args(argv)
 
@@ -139,14 +139,8 @@ def main(argv=None):
     # Whole steps and their products replayed alone, alternating.
     with ProductRecorder() as products:
         s.step()
-    steps, floors = [], []
-    for _ in range(args.repeats):
-        for fn, times in ((s.step, steps), (products.replay, floors)):
-            time.sleep(args.pause)
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    step, floor = statistics.median(steps), statistics.median(floors)
+    times = time_alternating({"step": s.step, "floor": products.replay}, args.repeats, warmup=0, pause=args.pause)
+    step, floor = statistics.median(times["step"]), statistics.median(times["floor"])
 
     # Parts, run the same way loss_and_grads runs them.
     hs_in, folded = m.folded_first_layer(src)

@@ -112,31 +112,45 @@ class BenchResult:
 DEFAULT_PAUSE = 0.3
 
 
-def run_bench(setup: StepSetup, impls=("fast", "reference"), repeats: int = 5, warmup: int = 1,
-              memory: bool = True, echo=None, pause: float = DEFAULT_PAUSE) -> BenchResult:
-    """Time ``repeats`` steps per implementation, alternating between them.
+def time_alternating(steps: dict, repeats: int, warmup: int = 1, pause: float = DEFAULT_PAUSE,
+                     on_time=None) -> dict:
+    """Seconds of ``repeats`` calls of each callable in ``steps`` (name -> fn), interleaved.
 
-    ``pause`` untimed seconds pass before each timed step, as in
-    benchmarks/cpu_vs_torch.py: thread pools keep spinning for a while after a
-    parallel product and would otherwise take the cores from whatever runs next
-    (docs/benchmarks.md, "How steps are timed").
+    ``pause`` untimed seconds pass before each timed call: thread pools (OpenBLAS,
+    PyTorch's OpenMP) keep spinning for a while after a parallel product and would
+    otherwise take the cores from whatever runs next (docs/benchmarks.md, "How
+    steps are timed").  ``on_time(name, repeat, seconds)`` is told of each time.
     """
-    result = BenchResult(setup)
-    steppers = {impl: Stepper(setup, impl) for impl in impls}
-    for impl, s in steppers.items():
+    for fn in steps.values():
         for _ in range(warmup):  # JIT compilation, BLAS warm-up
-            s.step()
-        s.sync()
-        result.seconds[impl] = []
+            fn()
+    times = {name: [] for name in steps}
     for r in range(repeats):
-        for impl, s in steppers.items():
+        for name, fn in steps.items():
             time.sleep(pause)
             t0 = time.perf_counter()
-            s.step()
-            s.sync()
-            result.seconds[impl].append(time.perf_counter() - t0)
-            if echo:
-                echo(f"  {setup.unit} {impl} step {r + 1}/{repeats}: {result.seconds[impl][-1]:.3f} s")
+            fn()
+            times[name].append(time.perf_counter() - t0)
+            if on_time:
+                on_time(name, r, times[name][-1])
+    return times
+
+
+def run_bench(setup: StepSetup, impls=("fast", "reference"), repeats: int = 5, warmup: int = 1,
+              memory: bool = True, echo=None, pause: float = DEFAULT_PAUSE) -> BenchResult:
+    """Time ``repeats`` steps per implementation, alternating between them (``time_alternating``)."""
+    result = BenchResult(setup)
+    steppers = {impl: Stepper(setup, impl) for impl in impls}
+
+    def step(s):
+        s.step()
+        s.sync()
+
+    def report(impl, r, seconds):
+        echo(f"  {setup.unit} {impl} step {r + 1}/{repeats}: {seconds:.3f} s")
+
+    result.seconds = time_alternating({impl: (lambda s=s: step(s)) for impl, s in steppers.items()}, repeats,
+                                      warmup=warmup, pause=pause, on_time=report if echo else None)
     del steppers
     if memory and setup.device == "cpu":
         for impl in impls:

@@ -12,14 +12,19 @@ def takes_ids(x) -> bool:
     return x.ndim == 2 and x.dtype.kind in "iu"
 
 
-def as_input(x, dtype):
-    """``x`` C-contiguous: ids as they are, values as ``dtype``."""
-    return np.ascontiguousarray(x) if takes_ids(x) else as_c(x, dtype)
+class FastCPUUnit:
+    """Mixin of the fast CPU units (listed before the reference unit among the bases)."""
 
+    takes_ids = True   # x may be one-hot input rows given as integer ids (T, B): input_part
 
-def compute_dtype(x, state0):
-    """The float dtype a fast unit computes in (ids carry none: the state's then)."""
-    return np.result_type(state0[0].dtype if takes_ids(x) else x.dtype, np.float32)
+    @staticmethod
+    def prepare_input(x, state0):
+        """(x, dtype): the float dtype to compute in (ids carry none: the state's then) and
+        x C-contiguous, ids as they are, values in that dtype."""
+        if takes_ids(x):
+            return np.ascontiguousarray(x), np.result_type(state0[0].dtype, np.float32)
+        dt = np.result_type(x.dtype, np.float32)
+        return as_c(x, dt), dt
 
 
 def input_part(x, W_x, b, dtype):

@@ -23,25 +23,21 @@ import numpy as np
 
 from minirnn.units.gru import GRU
 
-from ._common import (as_c, as_input, carry_in, compute_dtype, input_grad, input_part, input_weight_grad, is_numpy,
-                      scratch)
+from ._common import FastCPUUnit, as_c, carry_in, input_grad, input_part, input_weight_grad, is_numpy, scratch
 from .gates import gru_bwd1, gru_bwd2, gru_gates_fwd, gru_out_fwd
 
 
-class FastGRU(GRU):
+class FastGRU(FastCPUUnit, GRU):
     """``GRU`` with the fused CPU forward/backward (NumPy arrays; others use the reference)."""
-
-    takes_ids = True   # x may be one-hot input rows given as integer ids (T, B): _common.input_part
 
     def forward(self, params, x, state0):
         if not is_numpy(x, *state0):
             return super().forward(params, x, state0)
-        dt = compute_dtype(x, state0)
+        x, dt = self.prepare_input(x, state0)
         T, B, I = x.shape[0], x.shape[1], self.input_size
         H = self.hidden_size
         W_g, b_g = as_c(params["W_g"], dt), as_c(params["b_g"], dt)
         W_c, b_c = as_c(params["W_c"], dt), as_c(params["b_c"], dt)
-        x = as_input(x, dt)
         W_x = np.concatenate([W_g[:I], W_c[:I]], axis=1)    # (I, 3H): one input product
         W_gh, W_ch = W_g[I:], W_c[I:]
 

@@ -19,25 +19,21 @@ import numpy as np
 
 from minirnn.units.lstm import LSTM
 
-from ._common import (as_c, as_input, carry_in, compute_dtype, input_grad, input_part, input_weight_grad, is_numpy,
-                      scratch)
+from ._common import FastCPUUnit, as_c, carry_in, input_grad, input_part, input_weight_grad, is_numpy, scratch
 from .gates import lstm_bwd, lstm_fwd
 
 
-class FastLSTM(LSTM):
+class FastLSTM(FastCPUUnit, LSTM):
     """``LSTM`` with the fused CPU forward/backward (NumPy arrays; others use the reference)."""
-
-    takes_ids = True   # x may be one-hot input rows given as integer ids (T, B): _common.input_part
 
     def forward(self, params, x, state0):
         if not is_numpy(x, *state0):
             return super().forward(params, x, state0)
-        dt = compute_dtype(x, state0)
+        x, dt = self.prepare_input(x, state0)
         T, B, I = x.shape[0], x.shape[1], self.input_size
         H = self.hidden_size
         W = as_c(params["W"], dt)
         b = as_c(params["b"], dt)
-        x = as_input(x, dt)
         W_x, W_h = W[:I], W[I:]                        # contiguous row blocks, no copy
 
         Zx = input_part(x, W_x, b, dt)                 # input part of [LSTM-F1], all steps

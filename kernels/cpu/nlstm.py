@@ -23,25 +23,22 @@ import numpy as np
 
 from minirnn.units.nlstm import NestedLSTM
 
-from ._common import (as_c, as_input, carry_in, compute_dtype, input_grad, input_part, input_weight_grad, is_numpy,
-                      scratch, takes_ids)
+from ._common import (FastCPUUnit, as_c, carry_in, input_grad, input_part, input_weight_grad, is_numpy, scratch,
+                      takes_ids)
 from .gates import nlstm_gate_bwd, nlstm_level_fwd, nlstm_out_bwd, nlstm_out_fwd
 
 
-class FastNestedLSTM(NestedLSTM):
+class FastNestedLSTM(FastCPUUnit, NestedLSTM):
     """``NestedLSTM`` with the fused CPU forward/backward (NumPy arrays; others use the reference)."""
-
-    takes_ids = True   # x may be one-hot input rows given as integer ids (T, B): _common.input_part
 
     def forward(self, params, x, state0):
         if not is_numpy(x, *state0):
             return super().forward(params, x, state0)
         if not takes_ids(x):
             self._check_inputs(x, state0)
-        dt = compute_dtype(x, state0)
+        x, dt = self.prepare_input(x, state0)
         T, B, I = x.shape[0], x.shape[1], self.input_size
         H, D = self.hidden_size, self.depth
-        x = as_input(x, dt)
         W = [as_c(params[f"W{k}"], dt) for k in range(D)]
         bias = [as_c(params[f"b{k}"], dt) for k in range(D)]
         Wrec = [W[0][I:]] + W[1:]                            # the in-loop product of each level
