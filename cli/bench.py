@@ -10,6 +10,8 @@ from minirnn.bench import DEFAULT_PAUSE, StepSetup, format_results, run_bench
 from minirnn.presets import PRESETS, preset
 from minirnn.units import UNITS
 
+from .options import apply_precision, precision_option
+
 
 @click.command()
 @click.option("--unit", "units", type=click.Choice(sorted(UNITS)), multiple=True,
@@ -26,6 +28,7 @@ from minirnn.units import UNITS
 @click.option("--impl", type=click.Choice(["both", "fast", "reference"]), default="both", show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@precision_option
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--counted", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="Fraction of positions whose target counts in the loss (real batches have padding/unknowns).")
@@ -34,7 +37,7 @@ from minirnn.units import UNITS
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--no-memory", is_flag=True, help="Skip the (untimed) peak-memory measurement.")
 def bench(units, preset_name, hidden, layers, depth, vocab_size, batch_size, time_steps, impl, device, dtype,
-          repeats, counted, pause, as_json, no_memory):
+          precision, repeats, counted, pause, as_json, no_memory):
     """Median seconds per training step (forward, backward, Adam), characters/s and peak memory.
 
     With --impl both, fast and reference steps alternate in one run and the
@@ -43,6 +46,7 @@ def bench(units, preset_name, hidden, layers, depth, vocab_size, batch_size, tim
     device, note = resolve_device(device)
     if note:
         click.echo(note, err=True)
+    apply_precision(precision, device)
     impls = ("fast", "reference") if impl == "both" else (impl,)
     results = []
     for unit in units or ("gru", "lstm", "nlstm"):

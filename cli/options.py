@@ -14,3 +14,23 @@ device_option = click.option("--device", type=click.Choice(["cpu", "gpu", "auto"
                              help="Where to compute (auto: the GPU when usable, else the CPU).")
 outer_tanh_option = click.option("--outer-tanh/--no-outer-tanh", default=False, show_default=True,
                                  help="Nested LSTM: apply tanh to the outer level's candidate (the paper's code does not).")
+precision_option = click.option(
+    "--precision", type=click.Choice(["fp32", "tf32"]), default="fp32", show_default=True,
+    help="GPU float32 matrix products: fp32 (exact IEEE) or tf32 (tensor cores, inputs rounded to a "
+         "10-bit mantissa; faster, loss differs by ~1e-3 relative, see docs/gpu.md).")
+
+
+def apply_precision(precision: str, device: str) -> None:
+    """Set the GPU's matrix-product precision; tf32 exists only on the GPU (``device``:
+    cpu, gpu or auto)."""
+    if precision == "fp32":
+        return
+    from minirnn.backend import resolve_device
+    from minirnn.errors import MinirnnError
+
+    if resolve_device(device)[0] != "gpu":
+        raise MinirnnError(f"--precision {precision} applies to GPU matrix products; add --device gpu "
+                           "or drop --precision")
+    from minirnn.kernels.cuda import set_precision
+
+    set_precision(precision)

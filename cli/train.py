@@ -5,7 +5,8 @@ import click
 
 from minirnn.presets import PRESETS
 
-from .options import depth_option, device_option, hidden_option, layers_option, unit_option
+from .options import (apply_precision, depth_option, device_option, hidden_option, layers_option,
+                      precision_option, unit_option)
 
 
 @click.command()
@@ -31,6 +32,7 @@ from .options import depth_option, device_option, hidden_option, layers_option, 
 @click.option("--resume", is_flag=True, help="Continue the run saved at --out (its settings are reused).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint at --out instead of refusing.")
 @device_option
+@precision_option
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None, help="[default: float32]")
 @click.option("--impl", type=click.Choice(["fast", "reference"]), default="fast", show_default=True,
               help="Fused kernels or the readable reference code.")
@@ -44,8 +46,8 @@ from .options import depth_option, device_option, hidden_option, layers_option, 
               help="Save a checkpoint every N steps (always at the end).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 def train(unit, preset, hidden, layers, depth, vocab_size, max_length, batch_size, lr, steps, epochs, seed, corpus,
-          out, resume, overwrite, device, dtype, impl, outer_tanh, eval_every, eval_batches, checkpoint_every,
-          progress):
+          out, resume, overwrite, device, precision, dtype, impl, outer_tanh, eval_every, eval_batches,
+          checkpoint_every, progress):
     """Train a GRU, LSTM or Nested LSTM and save a checkpoint.
 
     Prints a progress bar (step, loss, characters/s, ETA) on stderr and a short
@@ -59,6 +61,7 @@ def train(unit, preset, hidden, layers, depth, vocab_size, max_length, batch_siz
                      batch_size=batch_size, lr=lr, steps=steps, epochs=epochs, seed=seed, corpus=corpus,
                      dtype=dtype, outer_tanh=outer_tanh, eval_every=eval_every, eval_batches=eval_batches,
                      checkpoint_every=checkpoint_every)
+    apply_precision(precision, device)
     out = out or default_out(unit, preset or "demo")
     if resume:
         from pathlib import Path

@@ -53,6 +53,7 @@ class Model:
         # The first layer reading one-hot ids through the folded table (loss_and_grads' fast path).
         self.folded_first_unit = accelerate(
             make_unit(unit, input_vocab, hidden, depth=depth, outer_tanh=outer_tanh), device, impl)
+        self._folded: dict = {}   # persistent buffers of the folded first-layer kernels
         self.params = {k: self.xp.asarray(v) for k, v in self.init_params(np.random.default_rng(seed)).items()}
 
     # --- parameters ------------------------------------------------------------
@@ -170,11 +171,25 @@ class Model:
         size_in = unit.input_size
         folded = dict(self.layer_params(0))
         for name in unit.input_kernels:
-            W = folded[name]
-            folded[name] = self.xp.concatenate([E @ W[:size_in], W[size_in:]], axis=0)   # [EMB-F2] T = E W_x
+            folded[name] = self._fold_into_buffer(name, E, folded[name], size_in)
         if getattr(self.folded_first_unit, "takes_ids", False):
             return self.xp.ascontiguousarray(source.T), folded
         return L.one_hot(source.T, E.shape[0], E.dtype), folded
+
+    def _fold_into_buffer(self, name, E, W, size_in):
+        """[T; W_h] with T = E W_x [EMB-F2], written into one persistent buffer per kernel.
+
+        Persistent because the GPU's recorded loops and CUDA graphs are keyed on
+        the weights' addresses: a new array every step would re-record (and
+        never replay) the first layer's loops."""
+        vocab = E.shape[0]
+        shape = (vocab + W.shape[0] - size_in, W.shape[1])
+        buf = self._folded.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != W.dtype:
+            buf = self._folded[name] = self.xp.empty(shape, dtype=W.dtype)
+        buf[:vocab] = E @ W[:size_in]                                                     # [EMB-F2] T = E W_x
+        buf[vocab:] = W[size_in:]
+        return buf
 
     def _loss_and_grads_folded(self, source, target, states0=None):
         """The same loss and gradients, with the embedding folded into the first layer.

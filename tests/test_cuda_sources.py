@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minirnn.kernels.cuda import _source
+from fake_cublas import fake_blas, host_ptr
+from minirnn.kernels.cuda import _source, cublas
 from minirnn.kernels.cuda.adam import adam_step
 from minirnn.kernels.cuda.units import cuda_unit
 from minirnn.units import make_unit
@@ -133,7 +134,8 @@ def harness(tmp_path_factory):
 
 
 class HostBackend:
-    """The GPU backend's interface, on the CPU: NumPy GEMMs and the host-compiled bodies.
+    """The GPU backend's interface, on the CPU: the GPU's GEMM plans run by the cuBLAS
+    stand-in (tests/fake_cublas.py) and the host-compiled kernel bodies.
 
     ``run_loop`` runs the loop, snapshots ``outputs()``, calls ``reset()`` and runs
     it again, and insists on identical results: that is what the GPU's graph
@@ -142,19 +144,21 @@ class HostBackend:
 
     xp = np
 
-    def __init__(self, lib):
+    def __init__(self, lib, precision="fp32"):
         self.lib = lib
         self.loops = 0
+        self.blas = fake_blas()
+        self.precision = precision
 
     def gemm(self, a, b, out):
         assert out.flags.c_contiguous
-        np.dot(a, b, out=out)
+        self.blas.call(cublas.plan_gemm(a, b, out, host_ptr, self.precision))
 
     @staticmethod
     def ptr(a):
         return a.ctypes.data
 
-    def launch(self, name, dtype, n, *args, grid=None):
+    def launch(self, name, dtype, n, *args, grid=None, block=256):
         spec = _source.kernels()[name]
         assert spec.elementwise, name
         assert len(args) + 1 == len(spec.params), f"{name}: wrong argument count"
@@ -299,6 +303,8 @@ class _FakeGraph:
 class _FakeStream:
     """Stream capture stand-in: while capturing, the backend records work instead of running it."""
 
+    ptr = 12345
+
     def __init__(self, backend, fail=False):
         self.backend, self.fail = backend, fail
 
@@ -309,18 +315,22 @@ class _FakeStream:
         return False
 
     def begin_capture(self):
-        self.backend.recording = []
+        lib = self.backend.blas.lib
+        assert lib.stream == self.ptr, "cuBLAS must be bound to the capturing stream first"
+        assert lib.workspace is not None, "cuBLAS must have a user workspace while capturing"
+        self.backend.captured_ops = []
 
     def end_capture(self):
-        ops, self.backend.recording = self.backend.recording, None
+        ops, self.backend.captured_ops = self.backend.captured_ops, None
         if self.fail:
-            raise RuntimeError("capture invalidated (simulated)")
+            raise RuntimeError("capture invalidated\n(simulated)")
         return _FakeGraph(ops)
 
 
 class RecordingBackend:
-    """_runtime.CupyBackend's run_loop / capture / replay check and argument checks,
-    with NumPy arrays, the host harness, and a fake CuPy whose graphs replay recorded work."""
+    """_runtime.CupyBackend itself (recording, eager runs, capture, replay check,
+    argument checks, GEMM plans) with NumPy arrays, the host harness, the cuBLAS
+    stand-in, and a fake CuPy whose graphs replay the captured operations."""
 
     def __new__(cls, lib, fail_capture=False):
         import contextlib
@@ -331,27 +341,31 @@ class RecordingBackend:
         class _Backend(CupyBackend):
             def __init__(self):
                 self.host = HostBackend(lib)
-                self.recording = None
+                self.captured_ops = None
+                self.kernel_ops = 0
                 self.max_blocks = 1
+                self._recording = None
+                self._blas = fake_blas()
+                self.workspace = np.empty(1024, np.uint8)
+                self._blas.set_workspace(self.workspace, self.workspace.ctypes.data, self.workspace.nbytes)
                 self._capture_stream = _FakeStream(self, fail_capture)
                 self.xp = np
                 self.cp = types.SimpleNamespace(
                     ndarray=np.ndarray, allclose=np.allclose,
                     cuda=types.SimpleNamespace(using_allocator=lambda fn: contextlib.nullcontext(),
-                                               get_current_stream=lambda: None))
+                                               get_current_stream=lambda: types.SimpleNamespace(ptr=0)))
 
-            def _do(self, op):
-                if self.recording is not None:
-                    self.recording.append(op)
-                else:
-                    op()
-
-            def gemm(self, a, b, out):
-                self._do(lambda: np.dot(a, b, out=out))
-
-            def launch(self, name, dtype, n, *args, grid=None):
+            def kernel_op(self, name, dtype, n, args, grid=None, block=256):
                 self.convert_args(name, dtype, n, args)  # the GPU's argument checks, on NumPy arrays
-                self._do(lambda: self.host.launch(name, dtype, n, *args))
+                self.kernel_ops += 1
+                return lambda: self.host.launch(name, dtype, n, *args)
+
+            def _execute(self, ops):
+                if self.captured_ops is not None:
+                    self.captured_ops.extend(ops)
+                else:
+                    for op in ops:
+                        op()
 
             @staticmethod
             def ptr(a):
@@ -423,3 +437,208 @@ def test_gpu_argument_checks_reject_bad_calls(harness):
         be.convert_args("adam_step", np.float64, 8, (a.astype(np.float32), a, a, a, 1.0, 0.9, 0.1, 0.9, 0.1, 1e-8))
     with pytest.raises(TypeError, match="not contiguous"):
         be.convert_args("adam_step", np.float64, 8, (a.T, a, a, a, 1.0, 0.9, 0.1, 0.9, 0.1, 1e-8))
+
+
+def test_recorded_loops_convert_arguments_once(harness, graph_state):
+    """Launch arguments are checked and converted when a loop is recorded, not per run."""
+    ref = make_unit("nlstm", 4, 6, depth=2)
+    be = RecordingBackend(harness)
+    fast = cuda_unit(ref, backend=be)
+    params, x, state0, dhs, _ = _random_problem(ref, T=5, B=2, dtype=np.float64, seed=6)
+    graph_state.set_graphs(False)   # eager runs only: each one replays the recorded operations
+    counts = []
+    for _ in range(3):
+        _, _, cache = fast.forward(params, x, state0)
+        fast.backward(params, cache, dhs)
+        del cache
+        counts.append(be.kernel_ops)
+    assert counts[0] > 0 and counts[1] == counts[0] and counts[2] == counts[0]
+
+
+def test_fallback_reason_is_one_line(harness, graph_state):
+    ref = make_unit("gru", 4, 6)
+    fast = cuda_unit(ref, backend=RecordingBackend(harness, fail_capture=True))
+    params, x, state0, _, _ = _random_problem(ref, T=4, B=2, dtype=np.float64, seed=8)
+    for _ in range(2):
+        fast.forward(params, x, state0)
+    reason = graph_state.graph_status()["fallback_reason"]
+    assert "capture invalidated (simulated)" in reason and "\n" not in reason
+
+
+def test_eager_products_bind_cublas_to_the_current_stream(harness, graph_state):
+    be = RecordingBackend(harness)
+    a, b = np.ones((3, 4)), np.ones((4, 5))
+    out = np.empty((3, 5))
+    be.blas.lib.stream = 999
+    be.gemm(a, b, out)
+    assert be.blas.lib.stream == 0 and be.blas.lib.pointer_mode == cublas.POINTER_MODE_HOST
+    np.testing.assert_array_equal(out, a @ b)
+
+
+# ----------------------------------------------------------- cuBLAS plans on the host
+def _layouts(rng, rows, cols, dtype):
+    """The operand layouts the units use: C-ordered, a transposed view (F-ordered),
+    a row block of a taller matrix, and a column-major view of a row block."""
+    c = rng.standard_normal((rows, cols)).astype(dtype)
+    f = np.ascontiguousarray(rng.standard_normal((cols, rows)).astype(dtype)).T
+    tall = rng.standard_normal((rows + 3, cols)).astype(dtype)
+    wide_t = rng.standard_normal((cols + 2, rows)).astype(dtype)
+    return {"C": c, "F": f, "rows-of-taller": tall[2:2 + rows], "T-of-row-block": wide_t[1:1 + cols].T}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("m,k,n", [(5, 7, 3), (1, 6, 4), (6, 1, 5), (4, 3, 1), (1, 1, 1)])
+def test_gemm_plan_matches_numpy_matmul(dtype, m, k, n):
+    rng = np.random.default_rng(m * 100 + k * 10 + n)
+    blas = fake_blas()
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for la, a in _layouts(rng, m, k, dtype).items():
+        for lb, b in _layouts(rng, k, n, dtype).items():
+            big = np.full((m + 2, n), np.nan, dtype=dtype)
+            out = big[1:1 + m]            # a row block: rows contiguous, neighbours must stay untouched
+            blas.call(cublas.plan_gemm(a, b, out, host_ptr))
+            _close(out, np.matmul(a.astype(np.float64), b.astype(np.float64)), tol)
+            assert np.isnan(big[0]).all() and np.isnan(big[-1]).all(), (la, lb)
+
+
+def test_gemm_plan_refuses_what_cublas_cannot_read():
+    a = np.ones((4, 6))[:, ::2]    # no unit stride along either axis
+    with pytest.raises(TypeError, match="unit stride"):
+        cublas.plan_gemm(a, np.ones((3, 2)), np.empty((4, 2)), host_ptr)
+    with pytest.raises(TypeError, match="row-major"):
+        cublas.plan_gemm(np.ones((3, 4)), np.ones((4, 5)), np.empty((5, 3)).T, host_ptr)
+    with pytest.raises(ValueError, match="do not match"):
+        cublas.plan_gemm(np.ones((3, 4)), np.ones((5, 5)), np.empty((3, 5)), host_ptr)
+    with pytest.raises(TypeError, match="one float dtype"):
+        cublas.plan_gemm(np.ones((3, 4), np.float32), np.ones((4, 5)), np.empty((3, 5)), host_ptr)
+
+
+def test_gemm_compute_types():
+    assert cublas.compute_type(np.float64, "tf32") == cublas.COMPUTE_64F
+    assert cublas.compute_type(np.float32) == cublas.COMPUTE_32F
+    assert cublas.compute_type(np.float32, "tf32") == cublas.COMPUTE_32F_FAST_TF32
+    with pytest.raises(ValueError, match="unknown precision"):
+        cublas.compute_type(np.float32, "bf16")
+
+
+def test_tf32_products_differ_from_fp32_by_tf32_rounding():
+    from fake_cublas import tf32_round
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((16, 64)).astype(np.float32)
+    b = rng.standard_normal((64, 8)).astype(np.float32)
+    out32, out_tf = np.empty((16, 8), np.float32), np.empty((16, 8), np.float32)
+    blas = fake_blas()
+    blas.call(cublas.plan_gemm(a, b, out32, host_ptr, "fp32"))
+    blas.call(cublas.plan_gemm(a, b, out_tf, host_ptr, "tf32"))
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    _close(out_tf, tf32_round(a).astype(np.float64) @ tf32_round(b).astype(np.float64), 1e-5)
+    err32 = np.abs(out32 - exact).max() / np.abs(exact).max()
+    err_tf = np.abs(out_tf - exact).max() / np.abs(exact).max()
+    assert err32 < 1e-6 < err_tf < 2e-3     # 2^-11 relative per input, summed over 64 terms
+    assert tf32_round(np.float32(1 + 2 ** -11)) == 1.0 and tf32_round(np.float32(1 + 2 ** -10)) == 1 + 2 ** -10
+
+
+def test_loaded_cublas_is_found_in_the_process_maps():
+    maps = ("7f00-7f01 r-xp 00000000 08:01 1 /usr/lib/libcublasLt.so.13.0.0\n"
+            "7f02-7f03 r-xp 00000000 08:01 2 /opt/site-packages/nvidia/cu13/lib/libcublas.so.13\n"
+            "7f04-7f05 rw-p 00000000 00:00 0 \n")
+    assert cublas.loaded_library_path(maps) == "/opt/site-packages/nvidia/cu13/lib/libcublas.so.13"
+    assert cublas.loaded_library_path("7f04-7f05 rw-p 00000000 00:00 0 [heap]\n") is None
+
+
+# ------------------------------------------------------------------- softmax-CE launch
+def test_softmax_xent_launch_uses_the_kernels_block_size():
+    """xent.cu's reductions assume MR_XENT_THREADS threads per block; the launcher must pass it."""
+    from minirnn.kernels.cuda import xent
+
+    launches = []
+
+    class _Backend:
+        xp = np
+
+        def launch(self, name, dtype, n, *args, grid=None, block=None):
+            launches.append((name, n, grid, block))
+
+    logits = np.zeros((3, 5), np.float32)
+    xent.softmax_xent_chunk(logits, np.array([1, 2, 3]), 0.5, backend=_Backend())
+    assert xent.BLOCK == _source.define("xent.cu", "MR_XENT_THREADS") == 256
+    assert launches == [("softmax_xent_rows", 3, 3, xent.BLOCK)]
+    with pytest.raises(ValueError, match="no integer #define"):
+        _source.define("xent.cu", "MR_NOT_THERE")
+
+
+# ---------------------------------------------- the whole GPU model path, on the host
+@pytest.fixture
+def host_gpu(harness, monkeypatch):
+    """Model(device="gpu", impl="fast") with NumPy standing in for CuPy: the model, the
+    CudaUnits, their GEMM plans (cuBLAS stand-in) and the host-compiled kernel bodies."""
+    import minirnn.model
+    from minirnn.kernels.cuda import _runtime
+
+    backend = HostBackend(harness)
+    seen = []
+    run_loop = backend.run_loop
+
+    def recording_run_loop(ws, key, loop, outputs, reset=None, params=()):
+        seen.append((key, tuple(p.ctypes.data for p in params)))
+        run_loop(ws, key, loop, outputs, reset, params)
+
+    backend.run_loop = recording_run_loop
+    backend.seen = seen
+    monkeypatch.setattr(minirnn.model, "get_xp", lambda device: np)
+    monkeypatch.setattr(_runtime, "get_backend", lambda: backend)
+    return backend
+
+
+@pytest.mark.parametrize("unit,layers,depth", [("gru", 2, 1), ("lstm", 2, 1), ("nlstm", 1, 2), ("nlstm", 2, 3)])
+def test_gpu_model_path_matches_reference_on_host(host_gpu, unit, layers, depth):
+    from minirnn.kernels.cuda import CudaUnit
+    from minirnn.model import Model
+
+    kw = dict(unit=unit, hidden=6, layers=layers, depth=depth, input_vocab=28, output_vocab=30, seed=3,
+              dtype="float64")
+    ref = Model(device="cpu", impl="reference", **kw)
+    gpu = Model(device="gpu", impl="fast", **kw)
+    assert all(isinstance(u, CudaUnit) for u in gpu.units + [gpu.folded_first_unit])
+    assert gpu.units[0].input_kernels == ref.units[0].input_kernels != ()
+    rng = np.random.default_rng(0)
+    source, target = rng.integers(1, 28, (3, 7)), rng.integers(0, 30, (3, 7))
+    loss_r, grads_r = ref.loss_and_grads(source, target)
+    for _ in range(2):   # the second step reuses the folded first-layer buffers
+        loss_g, grads_g = gpu.loss_and_grads(source, target)
+        assert abs(loss_g - loss_r) <= 1e-12 * max(1.0, abs(loss_r))
+        assert set(grads_g) == set(grads_r)
+        for k, g in grads_r.items():
+            _close(grads_g[k], g, 1e-12)
+    # The first layer's loops saw the same weight addresses in both steps (graphs can replay).
+    first = [ptrs for key, ptrs in host_gpu.seen if key[0] == "fwd"]
+    per_step = len(first) // 2
+    assert per_step == layers and first[:per_step] == first[per_step:]
+
+
+def test_cupy_bindings_fallback_passes_plain_addresses():
+    """Without ctypes access to libcublas, the same calls go through CuPy's bindings,
+    which take integer addresses: the plan's operands and the host scalars'."""
+    calls = []
+
+    class _CupyCublas:
+        def setStream(self, handle, stream):
+            calls.append(("setStream", handle, stream))
+
+        def setPointerMode(self, handle, mode):
+            calls.append(("setPointerMode", handle, mode))
+
+        def gemmEx(self, *args):
+            calls.append(("gemmEx",) + args)
+
+    blas = cublas.Cublas(cublas.CupyWrappers(_CupyCublas()), 77)
+    a, b, out = np.ones((2, 3)), np.ones((3, 4)), np.empty((2, 4))
+    blas.bind(5)
+    plan = cublas.plan_gemm(a, b, out, host_ptr)
+    blas.call(plan)
+    assert calls[0] == ("setStream", 77, 5) and calls[1] == ("setPointerMode", 77, 0)
+    g = calls[2]
+    assert g[1] == 77 and all(isinstance(v, int) for v in g[1:])
+    assert (g[8], g[11], g[15]) == (b.ctypes.data, a.ctypes.data, out.ctypes.data)
+    assert ctypes.c_double.from_address(g[7]).value == 1.0 and ctypes.c_double.from_address(g[14]).value == 0.0

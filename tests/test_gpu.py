@@ -68,6 +68,9 @@ def test_cuda_unit_matches_cpu_reference(cp, graphs, name, depth, outer_tanh, dt
     g = lambda a: cp.asarray(a.astype(dtype))  # noqa: E731
     gp = {k: g(v) for k, v in params.items()}
     tol = TOL[dtype]
+    from minirnn.kernels.cuda import graph_status
+
+    before = graph_status()
     # Three rounds: eager, then capture (+ checked replay), then replay.
     for _ in range(3):
         hs, st, cache = fast.forward(gp, g(x), tuple(g(s) for s in state0))
@@ -82,6 +85,13 @@ def test_cuda_unit_matches_cpu_reference(cp, graphs, name, depth, outer_tanh, dt
         for a, b in zip(ds, ds_r):
             assert _rel(a.get(), b) <= tol
         del cache  # as the model does: the workspace (and its graphs) is reused next round
+    after = graph_status()
+    if use_graphs:   # the graph variant must really have captured and replayed both loops
+        assert after["fallback_reason"] is None, after["fallback_reason"]
+        assert after["captured"] - before["captured"] == 2
+        assert after["replayed"] - before["replayed"] == 2
+    else:
+        assert after["captured"] == before["captured"] and after["replayed"] == before["replayed"]
 
 
 def test_cuda_graphs_are_captured_and_replayed(cp, graphs):
@@ -213,5 +223,65 @@ def test_short_training_run_follows_the_cpu_loss_curve(cp, unit, layers, depth):
     np.testing.assert_allclose(curves[1], curves[0], rtol=1e-8)
 
 
-# TODO(lead): checkpoint round trip across devices (save on GPU, load on CPU and
-# back, identical losses) once the checkpoint API exists.
+def test_training_replays_graphs_in_every_layer(cp, graphs):
+    """Model-level: after two steps every loop (the folded first layer's included) replays."""
+    from minirnn.kernels.cuda import graph_status
+    from minirnn.model import Model
+    from minirnn.optim import Adam
+
+    graphs(True)
+    model = Model(unit="lstm", hidden=16, layers=2, input_vocab=28, output_vocab=40, seed=0, device="gpu",
+                  dtype="float32")
+    opt = Adam(model.params)
+    source, target = _batch(np.random.default_rng(3), 4, 9, 40)
+    for _ in range(2):
+        opt.step(model.loss_and_grads(source, target)[1])
+    before = graph_status()
+    for _ in range(3):
+        opt.step(model.loss_and_grads(source, target)[1])
+    after = graph_status()
+    assert after["fallback_reason"] is None, after["fallback_reason"]
+    assert after["replayed"] - before["replayed"] == 3 * 2 * 2   # 3 steps x 2 layers x (fwd, bwd)
+    assert after["eager_loops"] == before["eager_loops"]
+
+
+def test_tf32_products_change_the_loss_only_slightly(cp):
+    from minirnn.kernels.cuda import set_precision
+    from minirnn.model import Model
+
+    source, target = _batch(np.random.default_rng(4), 8, 20, 300)
+    losses = {}
+    try:
+        for precision in ("fp32", "tf32"):
+            set_precision(precision)
+            model = Model(unit="lstm", hidden=64, layers=1, input_vocab=28, output_vocab=300, seed=0,
+                          device="gpu", dtype="float32")
+            losses[precision] = float(model.loss_and_grads(source, target)[0])
+    finally:
+        set_precision("fp32")
+    assert abs(losses["tf32"] - losses["fp32"]) <= 1e-2 * abs(losses["fp32"])
+
+
+def test_checkpoint_moves_between_gpu_and_cpu(cp, tmp_path):
+    """Written on the GPU, loaded on the CPU (same loss), and back."""
+    from minirnn.checkpoint import load_checkpoint, save_checkpoint
+    from minirnn.model import Model
+    from minirnn.optim import Adam
+
+    kw = dict(unit="nlstm", hidden=16, layers=1, depth=2, input_vocab=28, output_vocab=40, seed=5,
+              dtype="float64")
+    gpu = Model(device="gpu", **kw)
+    opt = Adam(gpu.params)
+    source, target = _batch(np.random.default_rng(6), 4, 9, 40)
+    for _ in range(3):
+        opt.step(gpu.loss_and_grads(source, target)[1])
+    loss_gpu = float(gpu.loss(source, target))
+    path = tmp_path / "gpu.h5"
+    save_checkpoint(path, gpu, opt, step=3, order_state={"epoch": 0, "position": 0}, config={},
+                    output_words=[f"w{i}" for i in range(40)], history={"train_loss": [1.0, 0.5, 0.25]})
+    on_cpu = load_checkpoint(path, device="cpu")
+    assert abs(float(on_cpu.model.loss(source, target)) - loss_gpu) <= 1e-12 * max(1.0, loss_gpu)
+    back = load_checkpoint(path, device="gpu")
+    assert abs(float(back.model.loss(source, target)) - loss_gpu) <= 1e-12 * max(1.0, loss_gpu)
+    for k, v in on_cpu.model.params.items():
+        np.testing.assert_array_equal(cp.asnumpy(back.model.params[k]), v)

@@ -5,6 +5,7 @@
 * ``adam.adam_step`` -- the fused Adam update used by ``minirnn.optim.Adam``.
 * ``xent.softmax_xent_chunk`` -- fused softmax cross-entropy of a chunk of rows.
 * ``set_graphs`` / ``graph_status`` -- CUDA graph capture switch and counters.
+* ``set_precision`` -- "fp32" (exact, default) or "tf32" float32 matrix products.
 
 The kernel sources are ``*.cu`` (thin ``__global__`` wrappers) and ``gates.cuh``
 (the per-element math), read from this package's folder.  Importing this package
@@ -19,6 +20,13 @@ def set_graphs(enabled: bool) -> None:
     from ._runtime import set_graphs as _set
 
     _set(enabled)
+
+
+def set_precision(precision: str) -> None:
+    """"fp32" (exact float32 products, the default) or "tf32" (tensor cores; see docs/gpu.md)."""
+    from ._runtime import set_precision as _set
+
+    _set(precision)
 
 
 def graph_status() -> dict:
@@ -39,4 +47,4 @@ def softmax_xent_chunk(logits, targets, weight):
     return _xent(logits, targets, weight)
 
 
-__all__ = ["CudaUnit", "cuda_unit", "adam_step", "softmax_xent_chunk", "set_graphs", "graph_status"]
+__all__ = ["CudaUnit", "cuda_unit", "adam_step", "softmax_xent_chunk", "set_graphs", "set_precision", "graph_status"]

@@ -9,15 +9,21 @@ Imported only when the GPU is used; ``import cupy`` happens in ``get_backend``.
 * Launching: ``launch(name, dtype, n, *args)`` checks the arguments against the
   parsed signature (count, dtypes, contiguity) and converts scalars to the exact
   C types, so a mistake raises a TypeError instead of corrupting memory.
-* GEMMs: ``cupy.dot(a, b, out=out)`` (cuBLAS), always into a preallocated
-  C-contiguous ``out``; operands are C- or F-contiguous views, so no copy and no
-  allocation happens.
-* CUDA graphs: ``run_loop`` runs a unit's time loop (the per-step GEMMs and
-  kernel launches) eagerly the first time a (direction, T) key is seen, captures
-  it into a CUDA graph the second time and replays the graph from then on.  The
-  first replay is checked against the eager result; capture is refused if
-  anything tries to allocate memory meanwhile.  Any failure falls back to eager
-  launches for good and is logged once.  MINIRNN_CUDA_GRAPHS=0 disables graphs.
+* GEMMs: cuBLAS ``cublasGemmEx`` called directly on CuPy's handle (cublas.py),
+  always into a preallocated row-major ``out``; operands are C- or F-ordered
+  views, so no copy and no allocation happens.  (``cupy.dot`` cannot be used in
+  a loop that is to be captured: CuPy refuses every cuBLAS call while a stream
+  captures.)
+* Time loops: ``run_loop`` *records* a unit's time loop once per (workspace,
+  direction, T, weight addresses, precision): every launch is resolved and its
+  arguments checked and converted, every GEMM planned, into a list of ready
+  operations.  The list is then run eagerly (first sighting), captured into a
+  CUDA graph (second sighting; the first replay is checked against the eager
+  result, and capture is refused if anything tries to allocate memory
+  meanwhile), and the graph replayed from then on.  So the Python cost of
+  checking arguments is paid once, not per launch.  Any capture failure falls
+  back to eager launches for good, with one warning line giving the reason.
+  MINIRNN_CUDA_GRAPHS=0 disables graphs.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ import os
 
 import numpy as np
 
-from . import _source
+from . import _source, cublas
 
 log = logging.getLogger("minirnn.cuda")
 
@@ -35,6 +41,7 @@ NVRTC_OPTIONS = ("--std=c++17",)
 
 _state = {
     "graphs": os.environ.get("MINIRNN_CUDA_GRAPHS", "1") not in ("0", "false", "no", "off"),
+    "precision": "fp32",
     "fallback_reason": None,
     "captured": 0,
     "replayed": 0,
@@ -47,6 +54,14 @@ def set_graphs(enabled: bool) -> None:
     _state["graphs"] = bool(enabled)
     if enabled:
         _state["fallback_reason"] = None
+
+
+def set_precision(precision: str) -> None:
+    """Compute type of float32 matrix products for this process: "fp32" (exact, the
+    default) or "tf32" (tensor cores, inputs rounded to a 10-bit mantissa)."""
+    if precision not in cublas.PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(cublas.PRECISIONS)}")
+    _state["precision"] = precision
 
 
 def graph_status() -> dict:
@@ -63,10 +78,20 @@ def _refuse_allocation(size):
     raise CaptureAllocationError(f"an allocation of {size} bytes was attempted during CUDA graph capture")
 
 
+class _Loop:
+    """A recorded time loop: its identity, its ready operations and, once captured, its graph."""
+
+    __slots__ = ("ident", "ops", "seen", "graph", "eager_only")
+
+    def __init__(self, ident, ops):
+        self.ident, self.ops = ident, ops
+        self.seen, self.graph, self.eager_only = 1, None, False
+
+
 class CupyBackend:
     """What the unit code needs from the GPU: xp, gemm, launch, run_loop."""
 
-    def __init__(self, cupy, device_id: int):
+    def __init__(self, cupy, device_id: int, blas=None):
         self.cp = self.xp = cupy
         self.device_id = device_id
         self._modules: dict = {}
@@ -74,6 +99,8 @@ class CupyBackend:
         sms = cupy.cuda.Device(device_id).attributes["MultiProcessorCount"]
         self.max_blocks = 32 * int(sms)
         self._capture_stream = None
+        self._blas = blas
+        self._recording = None   # a list while run_loop records a loop's operations
 
     # --- kernels ---------------------------------------------------------------
     def function(self, name: str, dtype):
@@ -111,22 +138,74 @@ class CupyBackend:
                 out.append(a)
         return tuple(out)
 
-    def launch(self, name: str, dtype, n: int, *args, grid: int | None = None) -> None:
-        """Launch kernel ``name`` for ``n`` elements (or, with ``grid``, that many blocks)."""
+    def kernel_op(self, name: str, dtype, n: int, args, grid: int | None = None, block: int = THREADS):
+        """A ready launch: the function resolved, the arguments checked and converted once."""
+        fn = self.function(name, dtype)
+        converted = self.convert_args(name, dtype, n, args)
+        blocks = grid if grid is not None else min((n + block - 1) // block, self.max_blocks)
+        grid_dims, block_dims = (int(blocks),), (int(block),)
+        return lambda: fn(grid_dims, block_dims, converted)
+
+    def launch(self, name: str, dtype, n: int, *args, grid: int | None = None, block: int = THREADS) -> None:
+        """Launch kernel ``name`` for ``n`` elements (or, with ``grid``, that many blocks of ``block`` threads)."""
         if n <= 0:
             return
-        fn = self.function(name, dtype)
-        blocks = grid if grid is not None else min((n + THREADS - 1) // THREADS, self.max_blocks)
-        fn((int(blocks),), (THREADS,), self.convert_args(name, dtype, n, args))
+        self._submit(self.kernel_op(name, dtype, n, args, grid=grid, block=block))
 
     # --- GEMM ----------------------------------------------------------------------
+    @property
+    def blas(self) -> cublas.Cublas:
+        """CuPy's cuBLAS handle, reached through ctypes, with a persistent workspace."""
+        if self._blas is None:
+            blas = cublas.load_cupy_cublas(self.cp)
+            # A user workspace, so that cuBLAS allocates nothing while a graph is captured.
+            buffer = self.cp.empty(cublas.WORKSPACE_BYTES, dtype=np.uint8)
+            blas.set_workspace(buffer, self.ptr(buffer), cublas.WORKSPACE_BYTES)
+            self._blas = blas
+        return self._blas
+
+    def gemm_op(self, a, b, out):
+        """A ready product out[...] = a @ b (cuBLAS, into ``out``, at the process's precision)."""
+        plan = cublas.plan_gemm(a, b, out, self.ptr, _state["precision"])
+        blas = self.blas
+        return lambda: blas.call(plan)
+
     def gemm(self, a, b, out) -> None:
         """out[...] = a @ b with cuBLAS, writing into ``out`` (no temporary)."""
-        self.cp.dot(a, b, out=out)
+        op = self.gemm_op(a, b, out)
+        if self._recording is None:
+            self._bind(self._current_stream_ptr())
+        self._submit(op)
 
     @staticmethod
     def ptr(a) -> int:
         return int(a.data.ptr)
+
+    # --- running operations ----------------------------------------------------------
+    def _submit(self, op) -> None:
+        if self._recording is not None:
+            self._recording.append(op)
+        else:
+            op()
+
+    def _current_stream_ptr(self) -> int:
+        return int(self.cp.cuda.get_current_stream().ptr)
+
+    def _bind(self, stream_ptr: int) -> None:
+        self.blas.bind(stream_ptr)
+
+    def _execute(self, ops) -> None:
+        for op in ops:
+            op()
+
+    def record(self, loop) -> list:
+        """The loop's launches and products as ready operations, without running them."""
+        self._recording = []
+        try:
+            loop()
+            return self._recording
+        finally:
+            self._recording = None
 
     # --- time loops and CUDA graphs -------------------------------------------------
     def run_loop(self, ws, key, loop, outputs, reset=None, params=()) -> None:
@@ -134,35 +213,34 @@ class CupyBackend:
 
         ``key`` names the loop within the workspace ``ws`` (e.g. ("fwd", T));
         ``params`` are the arrays the loop reads that do not belong to ``ws``
-        (the recurrent weights): their addresses are part of a graph's identity.
-        ``outputs()`` lists the arrays the loop writes (for the replay check) and
-        ``reset()`` restores the loop's inputs that the loop itself overwrites.
+        (the recurrent weights): their addresses are part of a recording's and a
+        graph's identity, as is the GEMM precision.  ``outputs()`` lists the
+        arrays the loop writes (for the replay check) and ``reset()`` restores
+        the loop's inputs that the loop itself overwrites.
         """
-        ptrs = tuple(self.ptr(p) for p in params)
+        ident = (tuple(self.ptr(p) for p in params), _state["precision"])
         entry = ws.graphs.get(key)
-        if entry is not None and entry[0] != ptrs:  # new weight arrays: forget the old graph
-            entry = None
-        if not _state["graphs"] or entry is None or entry[1] == "eager":
-            if entry is None:
-                ws.graphs[key] = (ptrs, "seen")
-            _state["eager_loops"] += 1
-            loop()
+        if entry is None or entry.ident != ident:   # first sighting, or new weight arrays
+            entry = ws.graphs[key] = _Loop(ident, self.record(loop))
+        else:
+            entry.seen += 1
+        if _state["graphs"] and entry.graph is not None:
+            entry.graph.launch(self.cp.cuda.get_current_stream())
+            _state["replayed"] += 1
             return
-        if entry[1] == "seen":
-            # Second sighting: run eagerly (this call's result), then capture and check one replay.
-            _state["eager_loops"] += 1
-            loop()
-            graph = self._capture(loop)
+        self._bind(self._current_stream_ptr())
+        self._execute(entry.ops)
+        _state["eager_loops"] += 1
+        if _state["graphs"] and not entry.eager_only and entry.seen >= 2:
+            # Second sighting: this call's result came from the eager run; capture, check one replay.
+            graph = self._capture(entry.ops)
             if graph is None or not self._replay_matches(graph, outputs, reset):
-                ws.graphs[key] = (ptrs, "eager")
+                entry.eager_only = True
                 return
-            ws.graphs[key] = (ptrs, graph)
+            entry.graph = graph
             _state["captured"] += 1
-            return
-        entry[1].launch(self.cp.cuda.get_current_stream())
-        _state["replayed"] += 1
 
-    def _capture(self, loop):
+    def _capture(self, ops):
         cp = self.cp
         if self._capture_stream is None:
             self._capture_stream = cp.cuda.Stream(non_blocking=True)
@@ -170,15 +248,18 @@ class CupyBackend:
         try:
             with cp.cuda.using_allocator(_refuse_allocation):
                 with stream:
+                    self._bind(int(stream.ptr))   # before capture: cuBLAS then enqueues into it
                     stream.begin_capture()
                     try:
-                        loop()
+                        self._execute(ops)
                     finally:
                         graph = stream.end_capture()
             return graph
         except Exception as exc:  # any failure: eager launches from now on
             _fallback(f"capture failed ({type(exc).__name__}: {exc})")
             return None
+        finally:
+            self._bind(self._current_stream_ptr())
 
     def _replay_matches(self, graph, outputs, reset) -> bool:
         cp = self.cp
@@ -207,6 +288,7 @@ class CupyBackend:
 
 
 def _fallback(reason: str) -> None:
+    reason = " ".join(str(reason).split())   # one line, whatever the exception's text
     if _state["fallback_reason"] is None:
         log.warning("minirnn: CUDA graphs disabled, using eager kernel launches: %s", reason)
     _state["fallback_reason"] = reason

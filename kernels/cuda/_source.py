@@ -136,6 +136,14 @@ def name_expressions(filename: str) -> list[str]:
     return [f"{k.name}<{t}>" for k in kernels().values() if k.file == filename for t in ("float", "double")]
 
 
+def define(filename: str, name: str) -> int:
+    """The integer value of ``#define name <int>`` in a .cu file (e.g. a kernel's block size)."""
+    m = re.search(rf"^\s*#define\s+{re.escape(name)}\s+(\d+)\s*$", source_text(filename), re.M)
+    if m is None:
+        raise ValueError(f"{filename} has no integer #define {name}")
+    return int(m.group(1))
+
+
 def instance_name(kernel: str, dtype) -> str:
     dt = np.dtype(dtype)
     if dt not in DTYPE_NAMES:

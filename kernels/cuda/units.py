@@ -88,6 +88,9 @@ class CudaUnit(Unit):
         self.reference = reference
         self.name = reference.name
         self.state_names = reference.state_names
+        # Set on the instance: the class attributes of Unit (input_kernels = ()) would
+        # otherwise shadow the reference's values, which __getattr__ never sees.
+        self.input_kernels = reference.input_kernels
         self._backend = backend
         self._pool = _Pool()
 

@@ -27,7 +27,7 @@ __device__ T mr_block_reduce(T value, T* shared)
 
 // logits (rows, V) in, weight * d(loss)/d(logits) out (in place);
 // row_loss[row] = weight[row] * (logsumexp(logits[row]) - logits[row, target]).
-// Launch with blockDim.x == MR_XENT_THREADS.
+// Launch with blockDim.x == MR_XENT_THREADS (xent.py reads the value from this file).
 template <typename T>
 __global__ void softmax_xent_rows(int rows, int V, T* logits, const long long* targets, const T* weight,
                                   double* row_loss)

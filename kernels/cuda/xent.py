@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _source
+
+# The kernel's reductions are written for exactly this many threads per block.
+BLOCK = _source.define("xent.cu", "MR_XENT_THREADS")
+
 
 def softmax_xent_chunk(logits, targets, weight, backend=None):
     if backend is None:
@@ -31,5 +36,5 @@ def softmax_xent_chunk(logits, targets, weight, backend=None):
     row_loss = xp.empty(rows, dtype=np.float64)
     if rows:
         backend.launch("softmax_xent_rows", logits.dtype, rows, V, logits, targets, weight, row_loss,
-                       grid=min(rows, 65535))
+                       grid=min(rows, 65535), block=BLOCK)
     return row_loss.sum(), logits
