@@ -6,7 +6,7 @@
 2. The sources include no system header when compiled at run time (NVRTC has none).
 3. The per-element bodies in gates.cuh are compiled for the host (g++, else nvcc)
    into a shared library with one loop per kernel, generated from the parsed
-   kernel signatures.  The GPU units' own orchestration code
+   kernel signatures (minirnn/kernels/cuda/emulation.py, with the cuBLAS stand-in).  The GPU units' own orchestration code
    (minirnn.kernels.cuda.units: buffers, time loops, carries, GEMMs) then runs on
    the CPU with NumPy GEMMs and those host loops, and must match the NumPy
    reference units to 1e-12 in float64, for GRU, LSTM and Nested LSTM of depth
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_cublas import fake_blas, host_ptr
-from minirnn.kernels.cuda import _source, cublas
+from minirnn.kernels.cuda import _source, cublas, emulation
+from minirnn.kernels.cuda.emulation import HostBackend, fake_blas, host_ptr
 from minirnn.kernels.cuda.adam import adam_step
 from minirnn.kernels.cuda.units import cuda_unit
 from minirnn.units import make_unit
@@ -96,93 +96,11 @@ __global__ void k(int n, int H, const T* a, T* b)
 
 
 # ------------------------------------------------------------------- host harness
-_CTYPES = {"int32": ctypes.c_int, "int64": ctypes.c_longlong}
-_FLOAT = {"double": (np.float64, ctypes.c_double, "d"), "float": (np.float32, ctypes.c_float, "f")}
-
-
-def _harness_source() -> str:
-    out = ['#include "gates.cuh"', ""]
-    for k in _source.kernels().values():
-        if not k.elementwise:
-            continue
-        for ctype_name, (_, _, suffix) in _FLOAT.items():
-            params = ", ".join(f"{p.ctype.replace('T', ctype_name) if p.elem == 'T' else p.ctype} {p.name}"
-                               for p in k.params)
-            args = ", ".join(p.name for p in k.params[1:])
-            out.append(f'extern "C" void {k.name}_{suffix}({params})\n'
-                       f"{{\n    for (int idx = 0; idx < n; ++idx) {k.name}_elem<{ctype_name}>(idx, {args});\n}}\n")
-    return "\n".join(out)
-
-
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cuda_harness")
-    src = tmp / "harness.cpp"
-    src.write_text(_harness_source())
-    lib = tmp / "libharness.so"
-    if HOST_CXX is not None:
-        cmd = [HOST_CXX, "-std=c++17", "-O2", "-ffp-contract=off", "-fPIC", "-shared", "-Wall", "-Wextra",
-               "-Werror", f"-I{_source.HERE}", str(src), "-o", str(lib)]
-    elif NVCC is not None:
-        cmd = [NVCC, "-std=c++17", "-O2", "-x", "cu", "-shared", "-Xcompiler", "-fPIC,-ffp-contract=off",
-               f"-I{_source.HERE}", str(src), "-o", str(lib)]
-    else:
+    if emulation.harness_command(Path("x.cpp"), Path("x.so")) is None:
         pytest.skip("no C++ compiler to build the host harness")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return ctypes.CDLL(str(lib))
-
-
-class HostBackend:
-    """The GPU backend's interface, on the CPU: the GPU's GEMM plans run by the cuBLAS
-    stand-in (tests/fake_cublas.py) and the host-compiled kernel bodies.
-
-    ``run_loop`` runs the loop, snapshots ``outputs()``, calls ``reset()`` and runs
-    it again, and insists on identical results: that is what the GPU's graph
-    capture relies on (a loop must be re-runnable after reset).
-    """
-
-    xp = np
-
-    def __init__(self, lib, precision="fp32"):
-        self.lib = lib
-        self.loops = 0
-        self.blas = fake_blas()
-        self.precision = precision
-
-    def gemm(self, a, b, out):
-        assert out.flags.c_contiguous
-        self.blas.call(cublas.plan_gemm(a, b, out, host_ptr, self.precision))
-
-    @staticmethod
-    def ptr(a):
-        return a.ctypes.data
-
-    def launch(self, name, dtype, n, *args, grid=None, block=256):
-        spec = _source.kernels()[name]
-        assert spec.elementwise, name
-        assert len(args) + 1 == len(spec.params), f"{name}: wrong argument count"
-        fdt, fct, suffix = _FLOAT["double" if np.dtype(dtype) == np.float64 else "float"]
-        conv = [ctypes.c_int(int(n))]
-        for p, a in zip(spec.params[1:], args):
-            if p.kind == "scalar":
-                conv.append(fct(a) if p.elem == "T" else _CTYPES[p.elem](int(a)))
-            else:
-                want = np.dtype(fdt) if p.elem == "T" else np.dtype(p.elem)
-                assert isinstance(a, np.ndarray) and a.dtype == want and a.flags.c_contiguous, \
-                    f"{name}: {p.name} must be a C-contiguous {want} array"
-                conv.append(ctypes.c_void_p(a.ctypes.data))
-        getattr(self.lib, f"{name}_{suffix}")(*conv)
-
-    def run_loop(self, ws, key, loop, outputs, reset=None, params=()):
-        self.loops += 1
-        loop()
-        first = [a.copy() for a in outputs()]
-        if reset is not None:
-            reset()
-        loop()
-        for a, f in zip(outputs(), first):
-            np.testing.assert_array_equal(a, f, err_msg=f"loop {key} is not re-runnable after reset")
+    return emulation.build_harness(tmp_path_factory.mktemp("cuda_harness"))
 
 
 def _close(a, b, tol):
@@ -522,7 +440,7 @@ def test_gemm_compute_types():
 
 
 def test_tf32_products_differ_from_fp32_by_tf32_rounding():
-    from fake_cublas import tf32_round
+    from minirnn.kernels.cuda.emulation import tf32_round
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((16, 64)).astype(np.float32)
@@ -570,12 +488,9 @@ def test_softmax_xent_launch_uses_the_kernels_block_size():
 
 # ---------------------------------------------- the whole GPU model path, on the host
 @pytest.fixture
-def host_gpu(harness, monkeypatch):
+def host_gpu(harness):
     """Model(device="gpu", impl="fast") with NumPy standing in for CuPy: the model, the
     CudaUnits, their GEMM plans (cuBLAS stand-in) and the host-compiled kernel bodies."""
-    import minirnn.model
-    from minirnn.kernels.cuda import _runtime
-
     backend = HostBackend(harness)
     seen = []
     run_loop = backend.run_loop
@@ -586,9 +501,8 @@ def host_gpu(harness, monkeypatch):
 
     backend.run_loop = recording_run_loop
     backend.seen = seen
-    monkeypatch.setattr(minirnn.model, "get_xp", lambda device: np)
-    monkeypatch.setattr(_runtime, "get_backend", lambda: backend)
-    return backend
+    with emulation.emulated_gpu(backend):
+        yield backend
 
 
 @pytest.mark.parametrize("unit,layers,depth", [("gru", 2, 1), ("lstm", 2, 1), ("nlstm", 1, 2), ("nlstm", 2, 3)])
