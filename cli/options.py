@@ -6,14 +6,17 @@ import click
 from minirnn.units import UNITS
 
 unit_option = click.option("--unit", type=click.Choice(sorted(UNITS)), required=True, help="Recurrent unit.")
-depth_option = click.option("--depth", type=click.IntRange(min=1), default=None,
-                            help="Nesting depth of the Nested LSTM (ignored by gru/lstm).")
+depth_option = click.option(
+    "--depth", type=click.IntRange(min=1), default=None,
+    help=f"Nesting depth (used by: {', '.join(n for n, s in UNITS.items() if s.takes('depth'))}; ignored by the others).")
 layers_option = click.option("--layers", type=click.IntRange(min=1), default=None, help="Number of stacked layers.")
 hidden_option = click.option("--hidden", type=click.IntRange(min=1), default=None, help="Units per layer.")
 device_option = click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True,
                              help="Where to compute (auto: the GPU when usable, else the CPU).")
-outer_tanh_option = click.option("--outer-tanh/--no-outer-tanh", default=False, show_default=True,
-                                 help="Nested LSTM: apply tanh to the outer level's candidate (the paper's code does not).")
+outer_tanh_option = click.option(
+    "--outer-tanh/--no-outer-tanh", default=False, show_default=True,
+    help=f"{', '.join(n for n, s in UNITS.items() if s.takes('outer_tanh'))}: apply tanh to the outer level's "
+         "candidate (the paper's code does not).")
 precision_option = click.option(
     "--precision", type=click.Choice(["fp32", "tf32"]), default="fp32", show_default=True,
     help="GPU float32 matrix products: fp32 (exact IEEE) or tf32 (tensor cores, inputs rounded to a "

@@ -15,6 +15,10 @@ def accelerate(unit, device: str, impl: str = "fast"):
         raise ValueError(f"unknown implementation {impl!r}; choose one of {', '.join(IMPLS)}")
     if impl == "reference":
         return unit
+    from minirnn.units import unit_spec
+
+    if unit_spec(unit.name).fast_class(device) is None:   # no fast kernels: the reference code (noted once)
+        return unit
     if device == "gpu":
         from .cuda import cuda_unit
 

@@ -34,8 +34,10 @@ class StepSetup:
     counted_fraction: float = 1.0  # share of positions whose target counts in the loss
 
     def describe(self) -> str:
-        depth = f" depth {self.depth}" if self.unit == "nlstm" else ""
-        return (f"{self.unit}{depth}: {self.layers}x{self.hidden}, {self.classes} classes, "
+        from .units import unit_spec
+
+        options = unit_spec(self.unit).describe(depth=self.depth)
+        return (f"{self.unit}{options}: {self.layers}x{self.hidden}, {self.classes} classes, "
                 f"batch {self.batch}x{self.time}, {self.dtype}, {self.device}")
 
 

@@ -216,7 +216,9 @@ def check_model_config(unit: str, depth: int = 2, layers: int = 2, hidden: int =
     rng = np.random.default_rng(seed + 1)
     perturb_params(model, rng)
     source, target = random_batch(rng, batch, time, model.config["input_vocab"], vocab)
-    depth_txt = f", depth {depth}{', outer tanh' if outer_tanh else ''}" if unit == "nlstm" else ""
+    from .units import unit_spec
+
+    depth_txt = unit_spec(unit).describe(depth=depth, outer_tanh=outer_tanh)
     description = (f"gradcheck {unit}{depth_txt}: {layers} layer(s) of {hidden} units, embedding {hidden + 1}, "
                    f"{vocab} classes, batch {batch} x {time} steps (padded, with <unknown> targets), "
                    f"{impl} path on {device}, float64, 4th-order central differences h={DEFAULT_STEP:g}")

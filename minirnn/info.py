@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .presets import preset
-from .units import make_unit
+from .units import UNITS, make_unit
 
 INPUT_SYMBOLS = 27  # trainable embedding rows: space and a..z (the padding row is fixed)
 
@@ -13,7 +13,7 @@ def parameter_table(unit: str, preset_name: str = "paper", overrides: dict | Non
     hidden, classes = cfg["hidden"], cfg["vocab_size"] + 2
     recurrent = sum(make_unit(unit, hidden, hidden, depth=cfg["depth"]).num_params() for _ in range(cfg["layers"]))
     table = {"unit": unit, "hidden": hidden, "layers": cfg["layers"],
-             "depth": cfg["depth"] if unit == "nlstm" else None, "classes": classes,
+             "depth": cfg["depth"] if UNITS[unit].takes("depth") else None, "classes": classes,
              "embedding": INPUT_SYMBOLS * hidden, "recurrent": recurrent, "dense": hidden * classes + classes}
     table["total"] = table["embedding"] + table["recurrent"] + table["dense"]
     return table

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MinirnnError
+from .units import UNITS
 
 PLOT_FIX = "pip install 'minirnn[plot]'"
 
@@ -20,7 +21,7 @@ PUBLISHED_TOP1_BY_LETTERS = {
     "lstm": (0.167, 0.376, 0.539, 0.641, 0.670, 0.670, 0.659, 0.669),
     "nlstm": (0.137, 0.326, 0.492, 0.591, 0.622, 0.626, 0.619, 0.635),
 }
-UNIT_LABELS = {"gru": "GRU", "lstm": "LSTM", "nlstm": "Nested LSTM"}
+UNIT_LABELS = {name: spec.label for name, spec in UNITS.items()}
 
 
 def have_matplotlib() -> bool:

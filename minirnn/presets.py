@@ -7,12 +7,7 @@ cores.  Every value can be overridden from the command line.
 from __future__ import annotations
 
 from .errors import MinirnnError
-
-PAPER_UNITS = {
-    "gru": {"hidden": 600, "layers": 2, "depth": 1},
-    "lstm": {"hidden": 600, "layers": 2, "depth": 1},
-    "nlstm": {"hidden": 600, "layers": 1, "depth": 2},
-}
+from .units import UNITS
 
 COMMON = {
     "paper": {"vocab_size": 16384, "max_length": 200, "batch_size": 64, "lr": 1e-3,
@@ -25,12 +20,6 @@ COMMON = {
              "eval_every": 50, "eval_batches": 4, "checkpoint_every": 100, "final_test": True},
 }
 
-DEMO_UNITS = {
-    "gru": {"hidden": 128, "layers": 1, "depth": 1},
-    "lstm": {"hidden": 128, "layers": 1, "depth": 1},
-    "nlstm": {"hidden": 128, "layers": 1, "depth": 2},
-}
-
 PRESETS = ("paper", "demo")
 
 
@@ -38,7 +27,7 @@ def preset(name: str, unit: str) -> dict:
     """The full configuration dict of a preset for one unit."""
     if name not in COMMON:
         raise MinirnnError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    units = PAPER_UNITS if name == "paper" else DEMO_UNITS
-    if unit not in units:
-        raise MinirnnError(f"unknown unit {unit!r}; choose one of {', '.join(units)}")
-    return {"unit": unit, **units[unit], **COMMON[name]}
+    if unit not in UNITS:
+        raise MinirnnError(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}")
+    sizes = UNITS[unit].paper if name == "paper" else UNITS[unit].demo   # the unit's registry entry
+    return {"unit": unit, **sizes, **COMMON[name]}

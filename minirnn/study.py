@@ -27,6 +27,7 @@ from pathlib import Path
 import click
 
 from .errors import MinirnnError
+from .units import UNITS as UNITS_REGISTRY
 
 UNITS = ("gru", "lstm", "nlstm")
 #: REFERENCE.md §4: published test cross-entropy and accuracy after two epochs.
@@ -364,7 +365,7 @@ def write_report(folder, state: dict, units) -> Path:
         c = state["units"].get(u, {}).get("config")
         if c:
             lines.append(f"| {UNIT_LABELS[u]} | hidden {c['hidden']}, layers {c['layers']}"
-                         + (f", depth {c['depth']}" if u == "nlstm" else "") + " |")
+                         + UNITS_REGISTRY[u].describe(depth=c["depth"], outer_tanh=c.get("outer_tanh")) + " |")
     from . import __version__
 
     lines.append(f"| minirnn | {__version__} (Python {platform.python_version()}, {platform.machine()}) |")

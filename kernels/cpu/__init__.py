@@ -8,25 +8,25 @@ falls back to the reference code.
 """
 from __future__ import annotations
 
-from minirnn.units.gru import GRU
-from minirnn.units.lstm import LSTM
-from minirnn.units.nlstm import NestedLSTM
+from minirnn.units import unit_spec
 
+from ._common import FastCPUUnit
 from .gru import FastGRU
 from .lstm import FastLSTM
 from .nlstm import FastNestedLSTM
 
-FAST = {GRU: FastGRU, LSTM: FastLSTM, NestedLSTM: FastNestedLSTM}
-
 
 def fast_cpu_unit(unit):
-    """A fast CPU unit with ``unit``'s configuration (returns ``unit`` itself if already fast)."""
-    if isinstance(unit, tuple(FAST.values())):
+    """A fast CPU unit with ``unit``'s configuration (returns ``unit`` itself if already fast).
+
+    The fast class is the unit's registry entry's (minirnn/units/registry.py)."""
+    if isinstance(unit, FastCPUUnit):
         return unit
-    for ref_cls, fast_cls in FAST.items():
-        if type(unit) is ref_cls:
-            return fast_cls(**unit.config())
-    raise TypeError(f"no fast CPU implementation for {type(unit).__name__}")
+    spec = unit_spec(unit.name)
+    fast_cls = spec.fast_class("cpu")
+    if fast_cls is None or type(unit) is not spec.reference:
+        raise TypeError(f"no fast CPU implementation for {type(unit).__name__}")
+    return fast_cls(**unit.config())
 
 
 __all__ = ["fast_cpu_unit", "FastGRU", "FastLSTM", "FastNestedLSTM"]

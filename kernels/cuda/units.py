@@ -418,9 +418,6 @@ class CudaNestedLSTM(CudaUnit):
         return dparams, dx.reshape(T, B, I), dstate0
 
 
-_CLASSES = {"gru": CudaGRU, "lstm": CudaLSTM, "nlstm": CudaNestedLSTM}
-
-
 def cuda_unit(unit: Unit, backend=None) -> CudaUnit:
     """The GPU implementation of a reference unit (same parameters, same interface).
 
@@ -430,6 +427,9 @@ def cuda_unit(unit: Unit, backend=None) -> CudaUnit:
     """
     if isinstance(unit, CudaUnit):
         return unit
-    if unit.name not in _CLASSES:
+    from minirnn.units import unit_spec
+
+    cls = unit_spec(unit.name).fast_class("gpu")   # the registry's entry (minirnn/units/registry.py)
+    if cls is None:
         raise ValueError(f"no CUDA implementation of unit {unit.name!r}")
-    return _CLASSES[unit.name](unit, backend)
+    return cls(unit, backend)
