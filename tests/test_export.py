@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -323,3 +324,12 @@ def test_without_safetensors_the_error_names_the_extra(tmp_path, monkeypatch):
 def test_torch_state_dict_is_for_the_lstm_only():
     with pytest.raises(ValueError):
         torch_state_dict(perturbed("gru").host_params(), perturbed("gru").config)
+
+
+def test_the_docs_show_the_example_code_verbatim():
+    page = (REPO / "docs" / "export.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"<!-- excerpt: (\S+) -->\n```python\n(.*?)```", page, flags=re.S)
+    assert sorted(name for name, _ in blocks) == ["examples/torch_gru.py", "examples/torch_lstm.py",
+                                                   "examples/torch_nlstm.py"]
+    for name, code in blocks:
+        assert code in (REPO / name).read_text(encoding="utf-8"), name
