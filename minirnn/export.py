@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import _fsync_path
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, _json_default
 from .errors import MinirnnError
 
 FORMAT = "minirnn-export"
@@ -156,12 +156,6 @@ def _metadata(model_config: dict, dtype: str, layout: str, output_words, config,
     }
 
 
-def _json_default(value):
-    from .checkpoint import _json_default as default
-
-    return default(value)
-
-
 def refuse_layout(unit: str, layout: str) -> None:
     """Raise the one-line refusal when ``layout`` cannot express ``unit``."""
     if layout not in LAYOUTS:
@@ -188,6 +182,7 @@ def export_model(path, model, output_words, *, layout: str = "minirnn", config: 
     """
     unit = model.config["unit"]
     refuse_layout(unit, layout)
+    _refuse_hdf5(Path(path).expanduser())
     output_words = list(output_words)
     if len(output_words) != model.config["output_vocab"]:
         raise MinirnnError(f"{len(output_words)} output words for a model with {model.config['output_vocab']} "
@@ -199,6 +194,18 @@ def export_model(path, model, output_words, *, layout: str = "minirnn", config: 
     meta = _metadata(model.config, dtype, layout, output_words, config, extra, step)
     data = _safetensors().numpy.save(tensors, metadata=meta)
     return _write_atomic(path, data)
+
+
+def _refuse_hdf5(path: Path) -> None:
+    """Never replace an HDF5 file (a checkpoint, with its training state) by an export."""
+    try:
+        with open(path, "rb") as f:
+            is_hdf5 = f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except OSError:
+        return
+    if is_hdf5:
+        raise MinirnnError(f"{path} is an HDF5 file (a checkpoint?); exporting over it would lose it: give the "
+                           f"export another name, such as {path.with_suffix(SUFFIX).name}")
 
 
 def _write_atomic(path, data: bytes) -> Path:

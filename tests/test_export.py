@@ -270,6 +270,14 @@ def _bad_exports(tmp_path, good: Path) -> dict:
             "not a minirnn export": foreign, "damaged": damaged, "format version 2": future}
 
 
+def test_export_never_replaces_a_checkpoint(tmp_path):
+    h5 = write_checkpoint(tmp_path / "m.h5", perturbed("lstm"))
+    before = h5.read_bytes()
+    line = one_line_error(run("export", h5, h5))
+    assert "is an HDF5 file" in line and "m.safetensors" in line
+    assert h5.read_bytes() == before and list(tmp_path.iterdir()) == [h5]
+
+
 def test_bad_exports_are_one_line_errors(tmp_path):
     good = export_model(tmp_path / "good.safetensors", perturbed("lstm"), NAMES)
     for expected, path in _bad_exports(tmp_path, good).items():
