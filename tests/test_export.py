@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -175,7 +176,12 @@ def test_examples_reproduce_gru_and_nested_lstm_logits(tmp_path, unit, layers, d
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A float64 LSTM trained for two steps on the built-in corpus, and its two exports."""
-    folder = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as mp:      # conftest's isolated home, which starts after this fixture
+        mp.setenv("MINIRNN_HOME", str(tmp_path_factory.getbasetemp() / "minirnn-home"))
+        return _train_and_export(tmp_path_factory.mktemp("trained"))
+
+
+def _train_and_export(folder):
     h5 = folder / "lstm.h5"
     result = CliRunner().invoke(cli, [
         "train", "--unit", "lstm", "--corpus", "builtin", "--out", str(h5), "--hidden", "5", "--layers", "2",
@@ -276,6 +282,14 @@ def test_export_never_replaces_a_checkpoint(tmp_path):
     line = one_line_error(run("export", h5, h5))
     assert "is an HDF5 file" in line and "m.safetensors" in line
     assert h5.read_bytes() == before and list(tmp_path.iterdir()) == [h5]
+
+
+def test_refusal_is_one_line_in_a_real_process(tmp_path):
+    h5 = write_checkpoint(tmp_path / "m.h5", perturbed("nlstm"))
+    proc = subprocess.run([sys.executable, "-m", "minirnn", "export", str(h5), str(tmp_path / "m.safetensors"),
+                           "--layout", "torch"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "no Nested LSTM module" in proc.stderr
 
 
 def test_bad_exports_are_one_line_errors(tmp_path):
