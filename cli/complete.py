@@ -14,12 +14,12 @@ SPACE_MARK = "\u2423"  # the visible space shown in tables
 def load_for_analysis(path: str, device: str):
     """Load a checkpoint on the resolved device with the reference units (no JIT warm-up for short texts)."""
     from minirnn.backend import resolve_device
-    from minirnn.checkpoint import load_checkpoint
+    from minirnn.export import load_model_file
 
     device, note = resolve_device(device)
     if note:
         click.echo(note, err=True)
-    return load_checkpoint(path, device=device, impl="reference")
+    return load_model_file(path, device=device, impl="reference")
 
 
 def format_completions(rows, k: int) -> str:

@@ -20,12 +20,13 @@ import click
 def evaluate(checkpoint, split, limit, batch_size, as_json, device, impl, progress):
     """Cross-entropy, accuracy and top-1/2/3 accuracy by letters seen, as published.
 
-    CHECKPOINT is the .h5 file written by 'minirnn train'.
+    CHECKPOINT is the .h5 file written by 'minirnn train' (or its 'minirnn export').
     """
-    from minirnn.evaluate import evaluate_checkpoint, format_metrics
+    from minirnn.evaluate import format_metrics
+    from minirnn.export import evaluate_file
 
-    result = evaluate_checkpoint(checkpoint, split=split, device=device, limit=limit, batch_size=batch_size,
-                                 impl=impl, progress=progress and not as_json)
+    result = evaluate_file(checkpoint, split=split, device=device, limit=limit, batch_size=batch_size,
+                           impl=impl, progress=progress and not as_json)
     if result.get("note"):
         click.echo(result["note"], err=True)
     if as_json:

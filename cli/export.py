@@ -1,0 +1,26 @@
+"""`minirnn export`: a checkpoint's model as safetensors (a thin wrapper of minirnn.export; docs/export.md)."""
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=True))
+@click.argument("out", type=click.Path(dir_okay=True))
+@click.option("--layout", type=click.Choice(["minirnn", "torch"]), default="minirnn", show_default=True,
+              help="minirnn: the parameters under their own names; torch (LSTM only): PyTorch's state_dict of "
+                   "nn.Embedding, nn.LSTM and nn.Linear.")
+def export(checkpoint, out, layout):
+    """Write the model of CHECKPOINT to OUT (a .safetensors file).
+
+    Every parameter is stored in the trained dtype, with metadata (unit, sizes,
+    gate order, forget-bias convention, input symbols, output vocabulary, the
+    run's settings) that rebuilds the model: 'minirnn evaluate', 'complete' and
+    'connectivity' accept the file.  Needs: pip install 'minirnn[export]'.
+    """
+    from minirnn.export import export_file, read_export
+
+    path = export_file(checkpoint, out, layout=layout)
+    ck = read_export(path, impl="reference")
+    count = sum(int(v.size) for v in ck.model.params.values())
+    click.echo(f"wrote {path}: {ck.model.config['unit']}, layout {layout}, {count:,} values in {ck.model.dtype}")

@@ -1,0 +1,380 @@
+"""Exporting a trained model to safetensors, and loading a model from either kind of file.
+
+Layout and conventions: docs/export.md.  In short, one ``.safetensors`` file
+holds every parameter, in the trained dtype, and string metadata that rebuilds
+the model (``format``, ``format_version``, ``layout``, ``model_config``,
+``dtype``, ``gate_order``, ``forget_bias``, ``forget_bias_in``, ``convention``,
+``input_symbols``, ``output_words``, ``config``, ``extra``, ``step``).
+
+- ``layout="minirnn"``: the tensors are ``Model.params`` under their own names
+  (docs/model.md), unchanged.
+- ``layout="torch"`` (LSTM only): PyTorch's state_dict names and layouts for
+  ``embedding = nn.Embedding(28, E, padding_idx=0)``, ``lstm = nn.LSTM(E, H, L,
+  batch_first=True)`` and ``dense = nn.Linear(H, V)``: the gate blocks of each
+  kernel reordered from minirnn's [i, j, f, o] to PyTorch's [i, f, g, o],
+  kernels transposed, the trained bias in ``bias_hh_l{l}`` and the forget gate's
+  constant +1 in ``bias_ih_l{l}`` (1 on the f block, 0 elsewhere), so that the
+  pre-activations are the same sums and the file converts back without loss.
+
+The safetensors package is optional (``pip install 'minirnn[export]'``) and is
+imported only when a safetensors file is written or read.  This module never
+imports torch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import _fsync_path
+from .checkpoint import Checkpoint, _json_default
+from .errors import MinirnnError
+
+FORMAT = "minirnn-export"
+FORMAT_VERSION = 1
+LAYOUTS = ("minirnn", "torch")
+SUFFIX = ".safetensors"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+#: Column blocks of the gate kernels, in order, per unit (minirnn layout).
+GATE_ORDER = {"lstm": "i,j,f,o", "nlstm": "i,j,f,o", "gru": "r,u"}
+#: PyTorch's nn.LSTM gate blocks (its g is minirnn's candidate j).
+TORCH_GATE_ORDER = "i,f,g,o"
+FORGET_BIAS = 1.0
+CONVENTION = {"minirnn": "row vectors: z = [x, h] W + b with W (inputs + hidden, gates x hidden)",
+              "torch": "PyTorch: gates = x W_ih^T + b_ih + h W_hh^T + b_hh with W_ih (4H, inputs), W_hh (4H, H)"}
+_MODEL_KEYS = ("unit", "hidden", "layers", "depth", "input_vocab", "output_vocab", "embedding_size", "seed",
+               "outer_tanh")
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "LAYOUTS", "export_model", "export_file", "read_export",
+           "load_model_file", "is_safetensors", "torch_state_dict", "from_torch_state_dict", "evaluate_file"]
+
+INSTALL = "pip install 'minirnn[export]'"
+
+
+def _safetensors():
+    """The safetensors package (imported lazily: it is an optional extra)."""
+    try:
+        import safetensors
+        import safetensors.numpy
+    except ImportError:
+        raise MinirnnError(f"safetensors files need the safetensors package; install it with: {INSTALL}") from None
+    return safetensors
+
+
+# ----------------------------------------------------------------------------- the torch layout (LSTM)
+
+def _swap_middle_blocks(a, axis: int = -1):
+    """[i, j, f, o] <-> [i, f, j, o] along ``axis`` (the permutation is its own inverse)."""
+    i, j, f, o = np.split(np.asarray(a), 4, axis=axis)
+    return np.ascontiguousarray(np.concatenate([i, f, j, o], axis=axis))
+
+
+def _forget_constant(hidden: int, dtype) -> np.ndarray:
+    """PyTorch's bias_ih of an exported layer: the forget gate's +1, 0 elsewhere ([i, f, g, o] blocks)."""
+    c = np.zeros(4 * hidden, dtype=dtype)
+    c[hidden:2 * hidden] = FORGET_BIAS
+    return c
+
+
+def torch_state_dict(params: dict, config: dict) -> dict:
+    """The LSTM model's parameters under PyTorch's names and layouts (NumPy arrays).
+
+    For layer l with minirnn kernel W (I+H, 4H) and bias b (4H,), blocks [i, j, f, o]:
+    ``lstm.weight_ih_l{l}`` = P(W[:I])ᵀ (4H, I), ``lstm.weight_hh_l{l}`` = P(W[I:])ᵀ (4H, H),
+    ``lstm.bias_hh_l{l}`` = P(b), ``lstm.bias_ih_l{l}`` = the +1 on the f block, where P
+    reorders the column blocks to [i, f, g, o]; ``embedding.weight`` = E,
+    ``dense.weight`` = dense.Wᵀ (V, H), ``dense.bias`` = dense.b.
+    """
+    if config["unit"] != "lstm":
+        raise ValueError("the torch layout exists for the LSTM only")
+    H = int(config["hidden"])
+    out = {"embedding.weight": np.ascontiguousarray(params["embedding"])}
+    for layer in range(int(config["layers"])):
+        W, b = np.asarray(params[f"layer{layer}.W"]), np.asarray(params[f"layer{layer}.b"])
+        inputs = W.shape[0] - H
+        out[f"lstm.weight_ih_l{layer}"] = np.ascontiguousarray(_swap_middle_blocks(W[:inputs]).T)
+        out[f"lstm.weight_hh_l{layer}"] = np.ascontiguousarray(_swap_middle_blocks(W[inputs:]).T)
+        out[f"lstm.bias_ih_l{layer}"] = _forget_constant(H, b.dtype)
+        out[f"lstm.bias_hh_l{layer}"] = _swap_middle_blocks(b)
+    out["dense.weight"] = np.ascontiguousarray(np.asarray(params["dense.W"]).T)
+    out["dense.bias"] = np.ascontiguousarray(params["dense.b"])
+    return out
+
+
+def from_torch_state_dict(tensors: dict, config: dict) -> dict:
+    """The inverse of :func:`torch_state_dict`: minirnn's parameters from PyTorch's.
+
+    The bias is P(bias_hh + (bias_ih − the +1 constant)), which is bias_hh exactly
+    for a file written by minirnn (and still right after PyTorch trained both biases).
+    """
+    H = int(config["hidden"])
+    params = {"embedding": tensors["embedding.weight"]}
+    for layer in range(int(config["layers"])):
+        w_ih, w_hh = tensors[f"lstm.weight_ih_l{layer}"], tensors[f"lstm.weight_hh_l{layer}"]
+        b_ih, b_hh = tensors[f"lstm.bias_ih_l{layer}"], tensors[f"lstm.bias_hh_l{layer}"]
+        if w_ih.ndim != 2 or w_hh.shape != (4 * H, H) or b_ih.shape != (4 * H,) or b_hh.shape != (4 * H,):
+            raise ValueError(f"layer {layer} of the LSTM does not have PyTorch's shapes for hidden size {H}")
+        params[f"layer{layer}.W"] = np.concatenate([_swap_middle_blocks(w_ih.T), _swap_middle_blocks(w_hh.T)], axis=0)
+        params[f"layer{layer}.b"] = _swap_middle_blocks(b_hh + (b_ih - _forget_constant(H, b_ih.dtype)))
+    params["dense.W"] = np.ascontiguousarray(tensors["dense.weight"].T)
+    params["dense.b"] = tensors["dense.bias"]
+    unexpected = sorted(set(tensors) - set(torch_state_dict(params, config)))
+    if unexpected:
+        raise ValueError(f"unexpected tensor {unexpected[0]!r}")
+    return params
+
+
+# ----------------------------------------------------------------------------- writing
+
+def _metadata(model_config: dict, dtype: str, layout: str, output_words, config, extra, step) -> dict:
+    from . import __version__
+    from .data import INPUT_SYMBOLS
+
+    unit = model_config["unit"]
+    torch = layout == "torch"
+    return {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "minirnn_version": __version__,
+        "layout": layout,
+        "unit": unit,
+        "model_config": json.dumps({k: model_config[k] for k in _MODEL_KEYS if k in model_config}, sort_keys=True),
+        "dtype": dtype,
+        "gate_order": TORCH_GATE_ORDER if torch else GATE_ORDER[unit],
+        "forget_bias": "none" if unit == "gru" else repr(FORGET_BIAS),
+        "forget_bias_in": "none" if unit == "gru" else ("bias_ih" if torch else "equations"),
+        "convention": CONVENTION[layout],
+        "input_symbols": json.dumps(list(INPUT_SYMBOLS)),
+        "output_words": json.dumps(list(output_words)),
+        "config": json.dumps(dict(config or {}), sort_keys=True, default=_json_default),
+        "extra": json.dumps(dict(extra or {}), sort_keys=True, default=_json_default),
+        "step": str(int(step)),
+    }
+
+
+def refuse_layout(unit: str, layout: str) -> None:
+    """Raise the one-line refusal when ``layout`` cannot express ``unit``."""
+    if layout not in LAYOUTS:
+        raise MinirnnError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if layout != "torch" or unit == "lstm":
+        return
+    if unit == "gru":
+        raise MinirnnError("--layout torch is refused for the GRU: PyTorch's nn.GRU applies the reset gate after "
+                           "the recurrent product (r * (h W_hn + b_hn)), minirnn before it ([x, r * h] W_c), a "
+                           "different function; export with --layout minirnn and use the module of "
+                           "docs/export.md (examples/torch_gru.py)")
+    raise MinirnnError(f"--layout torch is refused for the {'Nested LSTM' if unit == 'nlstm' else unit}: PyTorch has "
+                       "no Nested LSTM module; export with --layout minirnn and use the module of docs/export.md "
+                       "(examples/torch_nlstm.py)")
+
+
+def export_model(path, model, output_words, *, layout: str = "minirnn", config: dict | None = None,
+                 extra: dict | None = None, step: int = 0) -> Path:
+    """Write ``model`` to ``path`` as safetensors (atomically) and return the path.
+
+    ``output_words`` is the output vocabulary (id order); ``config``, ``extra``
+    and ``step`` are the run's settings as in a checkpoint (``minirnn evaluate``
+    needs ``config``'s data settings: corpus, vocab_size, max_length, data_seed).
+    """
+    unit = model.config["unit"]
+    refuse_layout(unit, layout)
+    _refuse_hdf5(Path(path).expanduser())
+    output_words = list(output_words)
+    if len(output_words) != model.config["output_vocab"]:
+        raise MinirnnError(f"{len(output_words)} output words for a model with {model.config['output_vocab']} "
+                           "classes; give the vocabulary the model was trained with")
+    params = model.host_params()
+    dtype = str(next(iter(params.values())).dtype)
+    tensors = torch_state_dict(params, model.config) if layout == "torch" else params
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    meta = _metadata(model.config, dtype, layout, output_words, config, extra, step)
+    data = _safetensors().numpy.save(tensors, metadata=meta)
+    return _write_atomic(path, data)
+
+
+def _refuse_hdf5(path: Path) -> None:
+    """Never replace an HDF5 file (a checkpoint, with its training state) by an export."""
+    try:
+        with open(path, "rb") as f:
+            is_hdf5 = f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except OSError:
+        return
+    if is_hdf5:
+        raise MinirnnError(f"{path} is an HDF5 file (a checkpoint?); exporting over it would lose it: give the "
+                           f"export another name, such as {path.with_suffix(SUFFIX).name}")
+
+
+def _write_atomic(path, data: bytes) -> Path:
+    """Write bytes under a temporary name in the destination folder, fsync, rename (as checkpoints)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise MinirnnError(f"export path {path} is a folder; give a file name such as {path / ('model' + SUFFIX)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
+    except OSError as exc:
+        raise MinirnnError(f"cannot write export {path} ({exc.strerror or exc}); choose a writable folder") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise MinirnnError(f"could not save export {path} ({exc.strerror or exc}); check the folder's "
+                               "permissions and free space (the previous file there, if any, is intact)") from None
+        raise
+    _fsync_path(path.parent, directory=True)
+    return path
+
+
+def export_file(source, out, layout: str = "minirnn") -> Path:
+    """Export the model of ``source`` (a checkpoint, or an export) to ``out``."""
+    ck = load_model_file(source, device="cpu", impl="reference")
+    return export_model(out, ck.model, ck.output_words, layout=layout, config=ck.config, extra=ck.extra,
+                        step=ck.step)
+
+
+# ----------------------------------------------------------------------------- reading
+
+def is_safetensors(path) -> bool:
+    """True for a path named ``*.safetensors`` or a file that starts like one (not HDF5)."""
+    path = Path(path).expanduser()
+    if path.suffix == SUFFIX:
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and not head.startswith(HDF5_SIGNATURE) and head[8:9] == b"{"
+
+
+def _fix(path: Path) -> str:
+    return f"export it again with 'minirnn export CHECKPOINT {path.name}'"
+
+
+def _damaged(path: Path, exc: BaseException) -> MinirnnError:
+    why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return MinirnnError(f"export {path} is damaged ({why}); {_fix(path)}")
+
+
+def _read(path: Path):
+    """(metadata, tensors) of a safetensors file; every failure is one line."""
+    if not path.exists():
+        raise MinirnnError(f"export {path} does not exist; check the path or write it with 'minirnn export'")
+    if path.is_dir():
+        raise MinirnnError(f"export {path} is a folder; give the {SUFFIX} file written by 'minirnn export'")
+    st = _safetensors()
+    try:
+        with st.safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (st.SafetensorError, OSError, ValueError, TypeError, RuntimeError, MemoryError):
+        raise MinirnnError(f"{path} is not a readable safetensors file (corrupt, truncated or another kind of "
+                           f"file); {_fix(path)}") from None
+    if meta.get("format") != FORMAT:
+        raise MinirnnError(f"{path} is a safetensors file but not a minirnn export (no minirnn metadata); "
+                           f"{_fix(path)}")
+    if meta.get("format_version") != str(FORMAT_VERSION):
+        raise MinirnnError(f"{path} has export format version {meta.get('format_version')}, this minirnn reads "
+                           f"{FORMAT_VERSION}; use the minirnn version that wrote it")
+    return meta, tensors
+
+
+def read_export(path, device: str = "cpu", impl: str = "fast") -> Checkpoint:
+    """Rebuild the model of an export (either layout) on ``device``.
+
+    Returns a :class:`~minirnn.checkpoint.Checkpoint` with ``model``,
+    ``output_words``, ``config``, ``extra``, ``step``, ``path`` and
+    ``model_config`` (no optimizer state, batch order or history: an export has none).
+    """
+    from .data import INPUT_SYMBOLS
+    from .model import Model
+
+    path = Path(path).expanduser()
+    meta, tensors = _read(path)
+    try:
+        layout = meta["layout"]
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}")
+        model_config = json.loads(meta["model_config"])
+        dtype = meta["dtype"]
+        output_words = json.loads(meta["output_words"])
+        config = json.loads(meta.get("config", "{}"))
+        extra = json.loads(meta.get("extra", "{}"))
+        step = int(meta.get("step", 0))
+        symbols = json.loads(meta["input_symbols"])
+        if layout == "torch" and model_config.get("unit") != "lstm":
+            raise ValueError(f"the torch layout holds an LSTM, not a {model_config.get('unit')}")
+        bad = sorted(k for k, v in tensors.items() if str(v.dtype) != dtype)
+        if bad:
+            raise ValueError(f"tensor {bad[0]} is {tensors[bad[0]].dtype}, the metadata says {dtype}")
+        params = from_torch_state_dict(tensors, model_config) if layout == "torch" else tensors
+        model = Model(**{k: v for k, v in model_config.items() if k in _MODEL_KEYS}, device=device, dtype=dtype,
+                      impl=impl)
+        model.load_params(params)
+    except MinirnnError:
+        raise
+    except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise _damaged(path, exc) from None
+    if list(symbols) != list(INPUT_SYMBOLS):
+        raise MinirnnError(f"export {path} encodes its inputs with other symbols than this minirnn "
+                           f"({len(symbols)} symbols); use the minirnn version that wrote it")
+    if len(output_words) != model.config["output_vocab"]:
+        raise _damaged(path, ValueError(f"{len(output_words)} output words for {model.config['output_vocab']} "
+                                        "classes"))
+    return Checkpoint(model=model, optimizer_state={}, step=step, order_state={}, config=config,
+                      output_words=output_words, history={}, extra=extra, path=path, model_config=model_config)
+
+
+def load_model_file(path, device: str = "cpu", impl: str = "fast") -> Checkpoint:
+    """A model from a checkpoint (``.h5``) or an export (``.safetensors``, either layout).
+
+    The kind is told by the file's name and first bytes; both give a
+    :class:`~minirnn.checkpoint.Checkpoint` (an export's has no optimizer state
+    or history).
+    """
+    if is_safetensors(path):
+        return read_export(path, device=device, impl=impl)
+    from .checkpoint import load_checkpoint
+
+    return load_checkpoint(path, device=device, impl=impl)
+
+
+def evaluate_file(path, split: str = "test", device: str = "cpu", limit: int | None = None, batch_size: int = 64,
+                  impl: str = "fast", progress: bool = False) -> dict:
+    """``minirnn.evaluate.evaluate_checkpoint`` for either kind of file.
+
+    An export rebuilds its dataset from the data settings stored in its
+    ``config`` metadata (corpus, vocab_size, max_length, data_seed), as a
+    checkpoint does.
+    """
+    from .evaluate import dataset_of_checkpoint, evaluate_checkpoint, evaluate_model
+
+    if not is_safetensors(path):
+        return evaluate_checkpoint(path, split=split, device=device, limit=limit, batch_size=batch_size, impl=impl,
+                                   progress=progress)
+    from .backend import resolve_device
+
+    resolved, note = resolve_device(device)
+    ck = read_export(path, device=resolved, impl=impl)
+    dataset = dataset_of_checkpoint(ck, progress=progress)
+    if list(dataset.output_words) != ck.output_words:
+        raise MinirnnError(f"the dataset rebuilt from corpus {ck.config.get('corpus')!r} has another output "
+                           f"vocabulary than export {ck.path}; the corpus file changed since training")
+    result = evaluate_model(ck.model, dataset, split=split, batch_size=batch_size, limit=limit, progress=progress)
+    result.update({"checkpoint": str(ck.path), "unit": ck.config.get("unit", ck.model.config["unit"]),
+                   "step": ck.step, "preset": ck.config.get("preset"), "device": resolved})
+    if note:
+        result["note"] = note
+    return result
