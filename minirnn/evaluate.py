@@ -1,4 +1,4 @@
-"""The published metrics of a trained model (REFERENCE.md section 1, docs/training.md).
+"""The published metrics of a trained model (docs/study.md §1, docs/training.md).
 
 - **cross-entropy**: for each observation, the mean of -log p(target) over its
   positions whose target is a known word (id >= 2); then the mean of those
