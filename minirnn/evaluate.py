@@ -8,8 +8,9 @@
   as 0 in the mean.  ``cross_entropy_known_observations`` is the mean over the
   observations that do have a known word (those without are counted in
   ``observations_without_known_words``); the two differ by the factor
-  (observations - without) / observations.  On text8 with the paper's settings
-  no observation lacks a known word and they are equal (docs/training.md).
+  (observations - without) / observations.  On the text8 excerpt with the
+  paper's settings no observation lacks a known word and they are equal
+  (measured; docs/training.md).
 - **accuracy**: argmax == target over *every* character position of the
   observations, positions whose target is ``<unknown>`` included (correct only
   when ``<unknown>`` is predicted).  ``accuracy_known`` is the same over the
