@@ -15,7 +15,7 @@ from .units import UNITS
 
 PLOT_FIX = "pip install 'minirnn[plot]'"
 
-#: REFERENCE.md §4: published top-1 accuracy given k letters of the word seen (k = 0..7).
+#: docs/study.md §4: published top-1 accuracy given k letters of the word seen (k = 0..7).
 PUBLISHED_TOP1_BY_LETTERS = {
     "gru": (0.165, 0.383, 0.556, 0.658, 0.678, 0.673, 0.660, 0.665),
     "lstm": (0.167, 0.376, 0.539, 0.641, 0.670, 0.670, 0.659, 0.669),

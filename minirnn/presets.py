@@ -1,6 +1,6 @@
 """Named configurations.
 
-``paper`` is the study's configuration (REFERENCE.md §2-3); ``demo`` is a small
+``paper`` is the study's configuration (docs/study.md §2-3); ``demo`` is a small
 model on the built-in corpus that learns visibly in about two minutes on two CPU
 cores.  Every value can be overridden from the command line.
 """

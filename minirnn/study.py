@@ -30,7 +30,7 @@ from .errors import MinirnnError
 from .units import UNITS as UNITS_REGISTRY
 
 UNITS = ("gru", "lstm", "nlstm")
-#: REFERENCE.md §4: published test cross-entropy and accuracy after two epochs.
+#: docs/study.md §4: published test cross-entropy and accuracy after two epochs.
 PUBLISHED = {"gru": (2.1170, 0.5201), "lstm": (2.1713, 0.5140), "nlstm": (2.4950, 0.4710)}
 #: The earlier draft, after one epoch.
 PUBLISHED_ONE_EPOCH = {"gru": (2.1497, 0.5161), "lstm": (2.2899, 0.4990), "nlstm": (2.6051, 0.4547)}
@@ -306,7 +306,7 @@ def write_report(folder, state: dict, units) -> Path:
         lines += ["", f"Baseline (always predicting '{base.get('baseline_word')}', the most frequent training word): "
                       f"{_fmt(base.get('baseline_accuracy'), True)} accuracy."]
     lines += ["", "Published: the paper configuration (600 units; GRU and LSTM 2 layers, Nested LSTM 1 layer of "
-                  "depth 2) after two epochs on the full text8 (REFERENCE.md §4). "
+                  "depth 2) after two epochs on the full text8 (docs/study.md §4). "
                   + ("This run is the paper preset: its numbers should land near them."
                      if st["preset"] == "paper" and not st.get("steps") and not st.get("overrides") else
                      "This run is smaller or shorter, so its numbers are not expected to match; the published "
@@ -320,7 +320,7 @@ def write_report(folder, state: dict, units) -> Path:
         head = "| model | " + " | ".join(str(k) for k in range(width)) + " |"
         lines += ["", "## Top-1 accuracy by letters seen", "",
                   "Letters of the word seen before the prediction (0 = only the leading space); the published rows "
-                  "are REFERENCE.md §4.", "", head, "|---" * (width + 1) + "|"]
+                  "are docs/study.md §4.", "", head, "|---" * (width + 1) + "|"]
         for u in units:
             c = curves.get(u)
             if c is None:

@@ -23,7 +23,7 @@ SEED = 450849059
 
 
 # ------------------------------------------------------------------ independent re-implementation
-# A few lines written straight from REFERENCE.md §1, sharing no code with minirnn.
+# A few lines written straight from docs/study.md §1 and docs/protocol.md, sharing no code with minirnn.
 
 
 def ref_vocabulary(text, vocab_size, seed=SEED):
@@ -340,7 +340,7 @@ def test_text8_excerpt(tmp_path):
     assert "".join(ds.text(i) for i in range(n))[1:] == corpus.text
     assert ds.output_words[ds.most_frequent_target()] == "the"
     assert ds.output_words == ref_vocabulary(corpus.text, 16384)
-    # numbers seen on the excerpt shipped in /work/shared/data (942,050 bytes)
+    # numbers seen on the text8 excerpt beside the checkout (942,050 bytes; docs/data.md)
     if corpus.sha256 == "397b8542895bace58ca0b0f94bb38d7c0467be650307c881589f6e45e8a4ff9b":
         assert (ds.num_words, n) == (164020, 4783)
         assert [len(ds.split(k)) for k in ("train", "validation", "test")] == [4304, 239, 240]

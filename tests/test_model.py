@@ -6,7 +6,7 @@ from minirnn.gradcheck import check_model, perturb_params, random_batch
 from minirnn.model import Model
 from minirnn.optim import Adam
 
-PAPER = {  # REFERENCE.md section 2: embedding, recurrent, dense
+PAPER = {  # docs/study.md §2: embedding, recurrent, dense
     "gru": ({"layers": 2}, (16_200, 4_323_600, 9_847_986)),
     "lstm": ({"layers": 2}, (16_200, 5_764_800, 9_847_986)),
     "nlstm": ({"layers": 1, "depth": 2}, (16_200, 5_764_800, 9_847_986)),

@@ -1,7 +1,7 @@
 """Tests of the reference Nested LSTM unit (minirnn/units/nlstm.py, docs/nlstm.md).
 
 - gradients against central differences, float64, depths 1-3, both outer-level variants;
-- the forward pass against an independent, literal transcription of REFERENCE.md §2;
+- the forward pass against an independent, literal transcription of the study's equations (docs/study.md §2, docs/nlstm.md);
 - depth 1 equals an LSTM whose candidate skips the tanh (and, with outer_tanh, a standard LSTM);
 - float32 agrees with float64;
 - parameter count, state names and shapes, configuration.
@@ -36,7 +36,7 @@ def _random_setup(unit, T, B, seed, dtype=np.float64):
 
 
 def _lstm_forward(W, b, x, h, c, candidate_tanh):
-    """A plain LSTM, written from REFERENCE.md's LSTM equations; optional tanh on the candidate."""
+    """A plain LSTM, written from the study's LSTM equations (docs/lstm.md); optional tanh on the candidate."""
     H = h.shape[1]
     hs = []
     for t in range(x.shape[0]):
@@ -50,7 +50,7 @@ def _lstm_forward(W, b, x, h, c, candidate_tanh):
 
 
 def _nested_step(params, k, a, b, cs, depth, outer_tanh):
-    """One step of level k, recursively, straight from REFERENCE.md §2.
+    """One step of level k, recursively, straight from the study's equations (docs/study.md §2).
 
     Returns (h'_k, [c_k', ..., c_{D-1}'])."""
     H = b.shape[1]

@@ -78,7 +78,7 @@ class FastGRU(FastCPUUnit, GRU):
             gru_bwd1(dhs[t], dhc_part, dhc_mat, G[t], Cc[t], Hs[t], dh, dA[t])  # [GRU-B1]..[GRU-B4], [GRU-B8]
             np.matmul(dA[t, :, 2 * H:], W_chT, out=drh)      # [GRU-B6] (the r*h rows)
             gru_bwd2(drh, Hs[t], G[t], dh, dA[t], dhc_part)  # [GRU-B7], [GRU-B8], [GRU-B11]
-            np.matmul(dA[t, :, :2 * H], W_ghT, out=dhc_mat)  # [GRU-B11] (matrix part)
+            np.matmul(dA[t, :, :2 * H], W_ghT, out=dhc_mat)  # [GRU-B10] (h columns), [GRU-B11] (matrix part)
 
         dA2 = dA.reshape(T * B, 3 * H)
         dW_g = scratch((I + H, 2 * H), dtype=dt)
@@ -92,6 +92,6 @@ class FastGRU(FastCPUUnit, GRU):
         db = dA2.sum(axis=0)
         dparams = {"W_g": dW_g, "b_g": db[:2 * H].copy(),               # [GRU-B9]
                    "W_c": dW_c, "b_c": db[2 * H:].copy()}               # [GRU-B5]
-        dx = input_grad(x, dA2, W_x, dt)                                # [GRU-B12]
+        dx = input_grad(x, dA2, W_x, dt)                                # [GRU-B6], [GRU-B10] (x columns), [GRU-B12]
         dh0 = dhc_part + dhc_mat                                        # [GRU-B11], [GRU-B13]
         return dparams, dx, (dh0,)

@@ -228,10 +228,10 @@ MR_HD void nlstm_level_backward(int r, int H, int cand_tanh, T da, T db, const T
                                 T* dz_t, T* dc_carry_k)
 {
     const T i = gates_t[r], g = gates_t[r + H], f = gates_t[r + 2 * H];
-    dz_t[r] = da * g * i * (T(1) - i);                            // [NLSTM-B6]
+    dz_t[r] = da * g * i * (T(1) - i);                            // [NLSTM-B6], block i of [NLSTM-B11]
     const T dg = da * i;                                          // [NLSTM-B7]
-    dz_t[r + H] = cand_tanh ? dg * (T(1) - g * g) : dg;           // [NLSTM-B8]
-    dz_t[r + 2 * H] = db * c_old * f * (T(1) - f);                // [NLSTM-B9]
+    dz_t[r + H] = cand_tanh ? dg * (T(1) - g * g) : dg;           // [NLSTM-B8], block j of [NLSTM-B11]
+    dz_t[r + 2 * H] = db * c_old * f * (T(1) - f);                // [NLSTM-B9], block f of [NLSTM-B11]
     *dc_carry_k = db * f;                                         // [NLSTM-B10]
 }
 
@@ -250,7 +250,7 @@ MR_HD void nlstm_bwd_out_elem(int idx, int H, int depth, int cand_tanh_inner, lo
     for (int k = 0; k < depth; ++k) {
         const T o = gates_t[k * lvl_gates + r + 3 * H];
         const T tc = tc_t[k * lvl_tc + idx];
-        dz_t[k * lvl_gates + r + 3 * H] = dh * tc * o * (T(1) - o);   // [NLSTM-B2]
+        dz_t[k * lvl_gates + r + 3 * H] = dh * tc * o * (T(1) - o);   // [NLSTM-B2], block o of [NLSTM-B11]
         dc = dc_carry[k * lvl_carry + idx] + dh * o * (T(1) - tc * tc);  // [NLSTM-B3]
         dh = dc;                                                  // dh'_{k+1} = dc'_k  [NLSTM-B4]
     }

@@ -300,8 +300,8 @@ class CudaGRU(CudaUnit):
         be.gemm(f["rh"][:T].reshape(T * B, H).T, dac, dW_c[I:])              # [GRU-B5]
         dx = xp.empty((T * B, I), dtype=dt)
         dx_c = xp.empty((T * B, I), dtype=dt)
-        be.gemm(dag, W_g[:I].T, dx)                                          # [GRU-B12]
-        be.gemm(dac, W_c[:I].T, dx_c)
+        be.gemm(dag, W_g[:I].T, dx)                                          # [GRU-B10] (x columns), [GRU-B12]
+        be.gemm(dac, W_c[:I].T, dx_c)                                        # [GRU-B6] (x columns), [GRU-B12]
         dx += dx_c
         dparams = {"W_g": dW_g, "b_g": dag.sum(axis=0), "W_c": dW_c, "b_c": dac.sum(axis=0)}
         dh0 = g["carry_part"] + g["carry_gemm"]                              # [GRU-B11], [GRU-B13]

@@ -4,7 +4,8 @@ Shapes use time-major sequences: ``x`` is (T, B, I), outputs ``hs`` are (T, B, H
 each state tensor is (B, H).  Parameters are a dict of arrays whose names and
 shapes ``param_shapes()`` lists; a kernel is stored as one matrix acting on the
 concatenation [x; h] (row-vector convention: ``z = [x, h] @ W + b``), exactly as
-the equations in docs/ write it, so parameter counts match REFERENCE.md.
+the equations in docs/ write it, so parameter counts match the study's
+(docs/study.md §2).
 
 The array module is taken from the arrays passed in (NumPy or CuPy), so one
 implementation serves both devices.
