@@ -23,6 +23,7 @@ COMMANDS = {
     "connectivity": ("connectivity", "connectivity", "Show how much each earlier character drives a prediction."),
     "plot": ("plot", "plot", "Plot training curves or accuracy by letters seen (needs minirnn[plot])."),
     "study": ("study", "study", "Train and evaluate all three units and write a report."),
+    "serve": ("serve", "serve", "Serve the live page: autocomplete and connectivity of several checkpoints."),
 }
 
 
