@@ -366,12 +366,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         headers = {}
+        self._body_read = method != "POST"
         try:
             self._check_host()
             url = urlsplit(self.path)
             body = self._body() if method == "POST" else b""
             status, ctype, payload = self.server.app.route(method, url.path, url.query, body)
         except RequestError as exc:
+            if not self._body_read:            # an unread body must not be parsed as the next request
+                self.close_connection = True
             if exc.status == 405:
                 headers["Allow"] = "GET, POST"
             self._send_json_error(exc.status, exc.message, headers)
@@ -404,16 +407,14 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(400, "Content-Length must be a number of bytes")
         n = int(length)
         if n > MAX_BODY:
-            self.close_connection = True
             raise RequestError(413, f"the request body has {n} bytes; the limit is {MAX_BODY}")
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype != "application/json":
-            self.close_connection = True
             raise RequestError(415, "send the body as JSON with Content-Type: application/json")
         body = self.rfile.read(n)
         if len(body) != n:
-            self.close_connection = True
             raise RequestError(400, "the request body ended before Content-Length bytes")
+        self._body_read = True
         return body
 
     def _common_headers(self, ctype: str) -> None:
@@ -467,6 +468,13 @@ class Server(ThreadingHTTPServer):
         self.allowed_hosts = None
         if host in LOOPBACK:
             self.allowed_hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}", f"[::1]:{self.port}"}
+
+    def handle_error(self, request, client_address):
+        """A connection that broke mid-answer (the browser went away): one line, never a traceback."""
+        exc = sys.exc_info()[1]
+        if self.verbose or not isinstance(exc, (ConnectionError, TimeoutError)):
+            sys.stderr.write(f"minirnn serve: connection from {client_address[0]} failed: "
+                             f"{type(exc).__name__}: {exc}\n")
 
     @property
     def url(self) -> str:
