@@ -356,6 +356,7 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
     timeout = 30                       # seconds a connection may stay silent before it is closed
+    disable_nagle_algorithm = True     # headers and body leave at once (no 40 ms delayed-ACK stall)
     error_content_type = "application/json"
 
     def do_GET(self):  # noqa: N802 (http.server's names)
