@@ -56,3 +56,4 @@ def serve(checkpoints, port, host, max_chars, eval_limit, verbose, device):
         click.echo("stopped", err=True)
     finally:
         server.server_close()
+        app.close()

@@ -122,6 +122,7 @@ def served(tmp_path_factory):
     yield app, Client(server.port), paths, calls
     server.shutdown()
     server.server_close()
+    app.close()
 
 
 def test_the_page_and_its_files_are_served_and_load_nothing_from_the_network(served):

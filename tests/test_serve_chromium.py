@@ -142,6 +142,7 @@ def setup(tmp_path_factory):
         browser.close()
         server.shutdown()
         server.server_close()
+        app.close()
 
 
 SHOWN_TEXT = "document.getElementById('text').textContent.replace(/\\u00a0/g, ' ')"

@@ -8,7 +8,7 @@
     nlstm: [0.137, 0.326, 0.492, 0.591, 0.622, 0.626, 0.619, 0.635]
   };
   var SVGNS = 'http://www.w3.org/2000/svg';
-  var S = { meta: null, data: null, sel: null, seq: 0, connSeq: 0, pending: Promise.resolve(), accuracy: {} };
+  var S = { meta: null, data: null, sel: null, seq: 0, connWanted: null, connRun: null, pending: Promise.resolve(), accuracy: {} };
   var input = $('input'), textEl = $('text'), scaleEl = $('scale');
 
   function $(id) { return document.getElementById(id); }
@@ -128,19 +128,28 @@
   function swatch(i) { var s = el('span', { cls: 'swatch' }); s.style.background = color(i); return s; }
 
   // ------------------------------------------------------------ connectivity
+  // One connectivity request in flight at a time: while it runs, only the latest selection is remembered
+  // and asked next, so fast typing never queues work on the server.
   function loadConnectivity(n) {
-    var my = ++S.connSeq;
+    S.connWanted = { text: S.raw, at: n };
     document.body.setAttribute('data-state', 'busy');
-    return api('POST', '/api/connectivity', { text: S.raw, at: n }).then(function (c) {
-      if (my !== S.connSeq) return;
+    if (!S.connRun) S.connRun = runConnectivity().then(function () { S.connRun = null; });
+    return S.connRun;
+  }
+
+  function runConnectivity() {
+    var want = S.connWanted;
+    S.connWanted = null;
+    return api('POST', '/api/connectivity', want).then(function (c) {
+      if (S.connWanted || !S.data) return;   // the selection moved on, or the text was cleared, meanwhile
       S.conn = c;
       renderMaps(c);
       document.body.setAttribute('data-state', 'ready');
-    }).catch(function (e) {
-      if (my !== S.connSeq) return;
+    }, function (e) {
+      if (S.connWanted) return;
       showError(e.message);
       document.body.setAttribute('data-state', 'error');
-    });
+    }).then(function () { if (S.connWanted) return runConnectivity(); });
   }
 
   function renderMaps(c) {
