@@ -90,8 +90,9 @@ class Browser:
 
     def wait(self, expression, timeout=30.0):
         deadline = time.monotonic() + timeout
+        guarded = f"(function () {{ try {{ return ({expression}); }} catch (e) {{ return null; }} }})()"
         while time.monotonic() < deadline:
-            value = self.js(expression)
+            value = self.js(guarded)           # null while the page is still loading
             if value:
                 return value
             time.sleep(0.05)

@@ -190,10 +190,13 @@
       t.textContent = opts.yfmt ? opts.yfmt(yv) : yv.toFixed(2);
       g.appendChild(t);
       g.appendChild(svg('line', { x1: L, x2: W - R, y1: Y(yv), y2: Y(yv), stroke: '#eee' }));
-      var xv = xmin + (xmax - xmin) * i / 4, u = svg('text', { x: X(xv), y: H - B + 14, 'text-anchor': 'middle' });
+    }
+    var xticks = opts.xticks || [0, 1, 2, 3, 4].map(function (i) { return xmin + (xmax - xmin) * i / 4; });
+    xticks.forEach(function (xv) {
+      var u = svg('text', { x: X(xv), y: H - B + 14, 'text-anchor': 'middle' });
       u.textContent = opts.xfmt ? opts.xfmt(xv) : String(Math.round(xv));
       g.appendChild(u);
-    }
+    });
     var xl = svg('text', { x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle' }); xl.textContent = opts.xlabel; g.appendChild(xl);
     opts.series.forEach(function (s) {
       var pts = s.points.filter(function (p) { return p[1] !== null && isFinite(p[1]); });
@@ -233,7 +236,8 @@
       notes.push(row);
     });
     if (done) box.appendChild(lineChart({ width: 520, height: 260, xmax: xmax, ymax: 1, series: series, xlabel: 'letters of the word seen',
-      xfmt: function (x) { return String(Math.round(x)); } }));
+      xticks: Array.from({ length: xmax + 1 }, function (_, k) { return k; }),
+      xfmt: function (x) { return x === xmax ? x + '+' : String(x); } }));
     notes.forEach(function (n) { box.appendChild(n); });
   }
 
@@ -284,12 +288,13 @@
     if (n >= 0 && n <= last && n !== S.sel) select(n);
   });
 
-  // A test and screenshot hook: #type=TEXT&select=N types TEXT one character at a time through the
+  // A screenshot hook: #type=TEXT&select=N&scale=log types TEXT one character at a time through the
   // same input handler as the keyboard, then clicks character N (negative: from the end).
   function fromHash() {
     var h = new URLSearchParams((window.location.hash || '').replace(/^#/, ''));
     if (!h.has('type')) return;
     var text = h.get('type'), sel = h.get('select'), chain = Promise.resolve();
+    if (h.get('scale') === 'log' || h.get('scale') === 'linear') scaleEl.value = h.get('scale');
     input.value = '';
     text.split('').forEach(function (ch) {
       chain = chain.then(function () { input.value += ch; input.dispatchEvent(new Event('input')); return S.pending; });
