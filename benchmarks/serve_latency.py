@@ -3,6 +3,7 @@
     python benchmarks/serve_latency.py                   # three demo-sized models (GRU, LSTM, Nested LSTM)
     python benchmarks/serve_latency.py --config paper    # the paper's sizes (600 units, 16,386 classes)
     python benchmarks/serve_latency.py --device gpu      # the server computes on the GPU
+    python benchmarks/serve_latency.py --chars 500       # up to the server's default text limit
 
 The three checkpoints are **untrained** models of the preset's exact shapes (the
 ``demo`` or ``paper`` preset of each unit, float32, seed 0, a synthetic
@@ -99,12 +100,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", choices=["demo", "paper"], default="demo")
     ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
-    ap.add_argument("--chars", type=int, default=len(SENTENCE), help="Type the first N characters of the sentence.")
+    ap.add_argument("--chars", type=int, default=len(SENTENCE),
+                    help="Type N characters: the sentence, repeated as needed (the server's limit is 500).")
     args = ap.parse_args(argv)
 
     from minirnn.analysis import encode_text
 
-    typed = SENTENCE[: args.chars]
+    typed = ((SENTENCE + " ") * (args.chars // len(SENTENCE) + 1))[: args.chars].rstrip()
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_models(Path(tmp), args.config)
         proc, port = start_server(paths, args.device)
