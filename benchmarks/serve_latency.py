@@ -129,8 +129,8 @@ def main(argv=None):
     import numpy
 
     print(f"# serve latency: {args.config}-sized GRU, LSTM and Nested LSTM (untrained), device {args.device}")
-    print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, NumPy {numpy.__version__}; "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"NumPy {numpy.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"# typed {len(typed)} characters one at a time ({length} as the models read them)")
     print("| request (all three models) | requests | median ms | p90 ms | max ms |")
     print("|---|---|---|---|---|")

@@ -325,7 +325,7 @@ class _Step:
     lse: float                  # log-sum-exp of the logits row: p(c) = exp(z_c - lse)
 
 
-class _LRU:
+class LRUCache:
     """A bounded mapping that forgets the least recently used entry first."""
 
     def __init__(self, size: int):
@@ -377,8 +377,8 @@ class LiveModel:
                       else Vocabulary(output_words, _num_classes(model)))
         self.W = to_numpy(model.params["dense.W"])
         self.b = to_numpy(model.params["dense.b"])
-        self.prefixes = _LRU(max_prefixes)
-        self.maps = _LRU(max_maps)
+        self.prefixes = LRUCache(max_prefixes)
+        self.maps = LRUCache(max_maps)
         self.steps_run = 0          # recurrent steps computed so far (what the caches saved is visible here)
 
     def _steps(self, enc: EncodedText) -> list:

@@ -139,7 +139,7 @@ class App:
         self.evaluate = evaluate or _default_evaluate(device, eval_limit)
         self.eval_limit = eval_limit
         self.files = page_files()
-        self._answers = {"complete": analysis._LRU(ANSWER_CACHE), "connectivity": analysis._LRU(ANSWER_CACHE)}
+        self._answers = {kind: analysis.LRUCache(ANSWER_CACHE) for kind in ("complete", "connectivity")}
         self._answers_lock = threading.Lock()
         from concurrent.futures import ThreadPoolExecutor
 
