@@ -260,14 +260,16 @@
       c.train_step.forEach(function (x) { xs.push(x); }); c.val_step.forEach(function (x) { xs.push(x); });
       series.push({ points: c.train_step.map(function (x, k) { return [x, c.train_loss[k]]; }), color: color(i), width: 1 });
       series.push({ points: c.val_step.map(function (x, k) { return [x, c.val_loss[k]]; }), color: '#000', dots: true });
-      var chart = ys.length ? lineChart({ width: 340, height: 200, xmax: Math.max.apply(null, xs), ymin: Math.min.apply(null, ys) * 0.95,
+      var chart = ys.length ? lineChart({ width: 300, height: 190, xmax: Math.max.apply(null, xs), ymin: Math.min.apply(null, ys) * 0.95,
         ymax: Math.max.apply(null, ys) * 1.02, series: series, xlabel: 'step (line: training loss, dots: validation)' })
         : el('p', { cls: 'muted', text: 'no training history stored' });
       var rows = [['file', m.file], ['unit', m.unit], ['step', m.step], ['hidden', m.model.hidden], ['layers', m.model.layers],
         ['depth', m.model.depth], ['parameters', m.parameters.total.toLocaleString('en')], ['output words', m.output_words],
         ['dtype', m.dtype]];
       Object.keys(m.settings).forEach(function (k) {
-        if (['unit', 'hidden', 'layers', 'depth', 'out'].indexOf(k) < 0) rows.push([k, String(m.settings[k])]);
+        if (['unit', 'hidden', 'layers', 'depth', 'out', 'dtype'].indexOf(k) < 0) {
+          rows.push([k === 'device' ? 'trained on' : k, String(m.settings[k])]);
+        }
       });
       var table = el('table', { cls: 'settings' });
       rows.forEach(function (r) { table.appendChild(el('tr', {}, [el('td', { cls: 'muted', text: r[0] }), el('td', { text: String(r[1]) })])); });
