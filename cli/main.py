@@ -24,6 +24,7 @@ COMMANDS = {
     "plot": ("plot", "plot", "Plot training curves or accuracy by letters seen (needs minirnn[plot])."),
     "study": ("study", "study", "Train and evaluate all three units and write a report."),
     "export": ("export", "export", "Write a checkpoint's model as safetensors (minirnn or PyTorch layout)."),
+    "serve": ("serve", "serve", "Serve the live page: autocomplete and connectivity of several checkpoints."),
 }
 
 

@@ -306,3 +306,170 @@ def page_data(model, output_words, text, k: int = 5) -> dict:
     matrix, classes, sources = connectivity_matrix(model, vocab, enc, logits=logits)
     return {"chars": enc.chars, "matrix": matrix, "classes": [vocab.names[c] for c in classes],
             "sources": sources, "completions": [c.to_dict() for c in comps]}
+
+
+# ------------------------------------------------------------- live (incremental)
+
+#: The most predictions per position a :class:`LiveModel` keeps (``k`` is at most this).
+LIVE_TOP = 10
+
+
+@dataclass
+class _Step:
+    """What a :class:`LiveModel` remembers about one prefix of an input string."""
+
+    states: list                # per layer: the state tuple after this position (batch of 1)
+    h: np.ndarray               # host (H,): the top layer's output at this position
+    top: np.ndarray             # the LIVE_TOP most probable classes, best first
+    top_p: np.ndarray           # their probabilities
+    lse: float                  # log-sum-exp of the logits row: p(c) = exp(z_c - lse)
+
+
+class LRUCache:
+    """A bounded mapping that forgets the least recently used entry first."""
+
+    def __init__(self, size: int):
+        from collections import OrderedDict
+
+        self.size = int(size)
+        self.data = OrderedDict()
+
+    def get(self, key):
+        value = self.data.get(key)
+        if value is not None:
+            self.data.move_to_end(key)
+        return value
+
+    def put(self, key, value) -> None:
+        self.data[key] = value
+        self.data.move_to_end(key)
+        while len(self.data) > self.size:
+            self.data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+class LiveModel:
+    """One model answering a text that changes a character at a time (``minirnn serve``).
+
+    The model reads left to right, so everything it computes at position t
+    depends only on the input string up to t: its state, its output h_t, the
+    logits and their top classes.  These are kept per *prefix* of the input
+    string (a bounded cache, least recently used forgotten first), so a text that
+    grows by one character costs one step of the recurrent stack and one row of
+    the dense layer, and a text that shrinks (backspace) costs nothing.  What
+    depends on later characters (the word a position belongs to, hence the
+    correct class and its probability) is recomputed from the cached h_t, a
+    product with one column of the dense layer.
+
+    Connectivity at position N depends on the prefix up to N and the
+    differentiated class; results are cached under that pair and computed by the
+    same batched hand-derived backward pass as :func:`connectivity`.
+
+    Results equal :func:`complete` and :func:`connectivity` on the whole text to
+    rounding (tested).  Not thread-safe: serialise calls per instance.
+    """
+
+    def __init__(self, model, output_words, max_prefixes: int = 4096, max_maps: int = 256):
+        self.model = model
+        self.vocab = (output_words if isinstance(output_words, Vocabulary)
+                      else Vocabulary(output_words, _num_classes(model)))
+        self.W = to_numpy(model.params["dense.W"])
+        self.b = to_numpy(model.params["dense.b"])
+        self.prefixes = LRUCache(max_prefixes)
+        self.maps = LRUCache(max_maps)
+        self.steps_run = 0          # recurrent steps computed so far (what the caches saved is visible here)
+
+    def _steps(self, enc: EncodedText) -> list:
+        """The cached step of every prefix of ``enc.chars``, computing the missing ones."""
+        chars = enc.chars
+        T = len(chars)
+        steps = []
+        for t in range(T):                              # the prefixes already computed, in order
+            step = self.prefixes.get(chars[:t + 1])
+            if step is None:
+                break
+            steps.append(step)
+        model = self.model
+        states = steps[-1].states if steps else None
+        W, b = model.params["dense.W"], model.params["dense.b"]
+        for t in range(len(steps), T):
+            X = model.embed(np.asarray(enc.ids[t:t + 1])[None, :])      # (1, 1, E)
+            hs, _, states = model.run_layers(X, states)
+            h = hs[0, 0]
+            z = to_numpy(h @ W + b).astype(np.float64)                 # one row of logits
+            m = float(z.max())
+            lse = m + float(np.log(np.exp(z - m).sum()))                # [COMP-F1] p = exp(z - lse)
+            k = min(LIVE_TOP, z.shape[0])
+            top = np.argpartition(-z, k - 1)[:k]
+            top = top[np.lexsort((top, -z[top]))]                       # best first; ties by class id
+            step = _Step(states=states, h=to_numpy(h).astype(np.float64), top=top, top_p=np.exp(z[top] - lse),
+                         lse=lse)
+            self.prefixes.put(chars[:t + 1], step)
+            steps.append(step)
+            self.steps_run += 1
+        return steps
+
+    def logits_row(self, step: _Step) -> np.ndarray:
+        """The logits at one cached position (in the model's precision)."""
+        return step.h.astype(self.W.dtype) @ self.W + self.b
+
+    def complete(self, text, k: int = 3) -> list:
+        """:func:`complete` for ``text``, from the cached prefixes (``k`` <= ``LIVE_TOP``)."""
+        if not 1 <= k <= LIVE_TOP:
+            raise MinirnnError(f"k must be between 1 and {LIVE_TOP}")
+        enc = encode_text(text) if isinstance(text, str) else text
+        steps = self._steps(enc)
+        targets = [self.vocab.class_of(enc.words[t]) for t in range(len(enc))]
+        H = np.stack([s.h for s in steps])
+        Wc = self.W[:, targets].astype(np.float64)
+        z_target = np.einsum("th,ht->t", H, Wc) + self.b[targets]
+        out = []
+        for t, s in enumerate(steps):
+            kk = min(k, len(s.top))
+            out.append(Completion(
+                index=t, char=enc.chars[t], word=enc.words[t], letters_seen=enc.letters_seen(t),
+                target=targets[t],
+                predictions=[(self.vocab.names[c], float(p)) for c, p in zip(s.top[:kk], s.top_p[:kk])],
+                target_probability=float(np.exp(z_target[t] - s.lse))))
+        return out
+
+    def connectivity(self, text, at: int) -> ConnectivityResult:
+        """:func:`connectivity` at position ``at`` of ``text``, cached by (prefix, class)."""
+        enc = encode_text(text) if isinstance(text, str) else text
+        n = resolve_position(enc, at=at)
+        step = self._steps(enc)[n]
+        cls, source = target_class(self.vocab, enc, self.logits_row(step), n)
+        key = (enc.chars[:n + 1], cls)
+        row = self.maps.get(key)
+        if row is None:
+            row = _connectivity_rows(self.model, enc.ids[:n + 1], [(n, cls)])[0]
+            self.maps.put(key, row)
+        values = np.zeros(len(enc), dtype=np.float64)
+        values[:n + 1] = row
+        return ConnectivityResult(text=enc, at=n, cls=cls, cls_word=self.vocab.names[cls], cls_source=source,
+                                  values=values)
+
+
+def training_curves(history: dict, max_points: int = 400) -> dict:
+    """A checkpoint's loss history for a chart: the training loss averaged into at most
+    ``max_points`` buckets of consecutive steps (mean step, mean loss), the validation
+    loss as stored.  Plain lists; non-finite values dropped."""
+    def pairs(xs, ys):
+        xs, ys = np.asarray(xs, dtype=np.float64).ravel(), np.asarray(ys, dtype=np.float64).ravel()
+        n = min(len(xs), len(ys))
+        xs, ys = xs[:n], ys[:n]
+        keep = np.isfinite(xs) & np.isfinite(ys)
+        return xs[keep], ys[keep]
+
+    out = {}
+    xs, ys = pairs(history.get("train_step", []), history.get("train_loss", []))
+    if len(xs) > max_points:
+        edges = np.linspace(0, len(xs), max_points + 1).astype(int)
+        xs = np.array([xs[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
+        ys = np.array([ys[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
+    out["train_step"], out["train_loss"] = xs.tolist(), ys.tolist()
+    xs, ys = pairs(history.get("val_step", []), history.get("val_loss", []))
+    out["val_step"], out["val_loss"] = xs.tolist(), ys.tolist()
+    return out
