@@ -308,7 +308,8 @@ class MPIContext:
         the run will sum gradients with NCCL (checked here)."""
         watchdog = None
         if self.comm is None:
-            watchdog = _Watchdog(_start_timeout(), self.rank)
+            if "mpi4py.MPI" not in sys.modules:      # MPI_Init still to come (never fork an MPI process)
+                watchdog = _Watchdog(_start_timeout(), self.rank)
             self._init()
         try:
             mine = {"host": socket.gethostname(), **(_gpu_facts(self.size, nccl) if device != "cpu" else {})}

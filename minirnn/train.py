@@ -306,7 +306,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     if len(train_idx) == 0:
         raise MinirnnError(f"the corpus {config.corpus!r} gives no training observations; use a larger corpus "
                            "or a smaller --max-length")
-    ctx.started(dataset, device)                                  # distributed: same data on every rank, GPUs
 
     if resume:
         ck = load_checkpoint(out, device=device, impl=config.impl)
@@ -358,6 +357,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
         ctx.on_root(write, order_state)                            # distributed: rank 0 writes
         saved_step = step
 
+    ctx.started(dataset, device)              # distributed: end of the start (shared errors), same data everywhere
     _say(echo, f"training {config.unit} ({config.preset or 'custom'}): {model.parameter_counts()['total']:,} "
                f"parameters, {len(train_idx):,} training observations, {order.steps_per_epoch:,} steps per epoch, "
                f"{max(total - step, 0):,} steps to go on {device} ({config.impl}, {config.dtype})", err=True)

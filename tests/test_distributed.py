@@ -289,6 +289,28 @@ def test_a_rank_with_another_config_fails_cleanly(runs, tmp_path):
 
 
 @needs_mpi
+def test_start_errors_are_one_line_from_rank_0(runs, tmp_path):
+    """An error every rank meets (an existing --out) and one that rank 1 alone meets (its data cache is
+    not writable) both stop every rank with one line and write nothing."""
+    out = tmp_path / "run.h5"
+    out.write_bytes(b"keep me")
+    args = ["train", *ARGS, "--corpus", runs["corpus"], "--steps", "2", "--out", str(out)]
+    proc = mpirun(minirnn(*args), cwd=tmp_path)
+    assert proc.returncode != 0
+    assert _lines(proc.stderr) == [f"Error: {out} already exists; continue that run with --resume, replace it with "
+                                   "--overwrite, or choose another --out"]
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    fresh = tmp_path / "fresh.h5"
+    args[-1] = str(fresh)
+    proc = mpirun(minirnn(*args), ["env", f"MINIRNN_HOME={blocked}", *minirnn(*args)], cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    lines = _lines(proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith("Error: rank 1: cannot write dataset file"), proc.stderr
+    assert out.read_bytes() == b"keep me" and not fresh.exists()
+
+
+@needs_mpi
 def test_a_rank_that_dies_stops_the_job(runs, tmp_path):
     """Rank 1 leaves (sys.exit) in its 8th step; rank 0, waiting in the sum, is stopped by MPI_Abort
     instead of waiting forever, and the checkpoint of step 5 (every 5) stays intact."""
