@@ -311,6 +311,24 @@ def test_start_errors_are_one_line_from_rank_0(runs, tmp_path):
 
 
 @needs_mpi
+def test_divergence_under_mpi_is_one_line_and_keeps_the_checkpoint(runs, tmp_path):
+    """The summed loss turns infinite on every rank at the same step: all stop together (no abort),
+    rank 0 says so once, and the last checkpoint written stays the good one."""
+    out = tmp_path / "run.h5"
+    args = [a for a in ARGS]
+    args[args.index("--lr") + 1] = "1e30"
+    args[args.index("--dtype") + 1] = "float32"
+    args[args.index("--checkpoint-every") + 1] = "1"
+    proc = mpirun(minirnn("train", *args, "--corpus", runs["corpus"], "--steps", "40", "--out", str(out)),
+                  cwd=tmp_path)
+    assert proc.returncode == 1 and "MPI_Abort" not in proc.stderr
+    lines = _lines(proc.stderr)[1:]                      # after the "training ..." note
+    assert len(lines) == 1 and lines[0].startswith("Error: training diverged at step"), proc.stderr
+    good = int(lines[0].split("the last good checkpoint (step ")[1].split(")")[0])
+    assert load_checkpoint(out).step == good
+
+
+@needs_mpi
 def test_a_rank_that_dies_stops_the_job(runs, tmp_path):
     """Rank 1 leaves (sys.exit) in its 8th step; rank 0, waiting in the sum, is stopped by MPI_Abort
     instead of waiting forever, and the checkpoint of step 5 (every 5) stays intact."""
