@@ -140,6 +140,103 @@ def test_dataset_fingerprint_sees_the_data(tmp_path):
     assert D.dataset_fingerprint(ds) != first
 
 
+# ----------------------------------------------------------------------------- the GPU plumbing, on the host
+
+class FakeComm:
+    """mpi4py's lowercase collectives for rank 0 of 2, the other rank showing ``peer`` (default: the same)."""
+
+    def __init__(self, peer=None):
+        self.peer, self.calls = peer, []
+
+    def allgather(self, obj):
+        self.calls.append("allgather")
+        return [obj, obj if self.peer is None else self.peer(obj)]
+
+    def bcast(self, obj, root=0):
+        self.calls.append(("bcast", obj))
+        return obj
+
+
+class FakeDeviceArray:
+    """A host array seen the way the NCCL path sees a CuPy array: .data.ptr, .size, .dtype."""
+
+    def __init__(self, host):
+        self.host = host
+        self.size, self.dtype = host.size, host.dtype
+        self.data = type("Memory", (), {"ptr": host.ctypes.data})()
+
+
+def fake_cupy(monkeypatch, buses=("0000:01:00.0", "0000:02:00.0"), peer_values=None, nccl_available=True):
+    """CuPy's runtime, Device, current stream and NCCL, on the host.  The fake allReduce adds the
+    other rank's values (``peer_values``) into the receive buffer by raw address, like NCCL would."""
+    import types
+
+    record = {"device": [], "comms": [], "allreduce": []}
+    nccl = types.SimpleNamespace(NCCL_FLOAT32=7, NCCL_FLOAT64=8, NCCL_SUM=0, available=nccl_available,
+                                 get_unique_id=lambda: tuple(range(128)))
+
+    class Communicator:
+        def __init__(self, ndev, uid, rank):
+            record["comms"].append((ndev, uid, rank))
+
+        def allReduce(self, send, recv, count, dtype, op, stream):
+            record["allreduce"].append((send, recv, count, dtype, op, stream))
+            kind = {7: np.float32, 8: np.float64}[dtype]
+            mine = np.ctypeslib.as_array((np.ctypeslib.as_ctypes_type(kind) * count).from_address(send))
+            out = np.ctypeslib.as_array((np.ctypeslib.as_ctypes_type(kind) * count).from_address(recv))
+            out[:] = mine + peer_values
+
+    nccl.NcclCommunicator = Communicator
+    runtime = types.SimpleNamespace(getDeviceCount=lambda: len(buses), deviceGetPCIBusId=lambda i: buses[i])
+    device = lambda i: types.SimpleNamespace(use=lambda: record["device"].append(i))   # noqa: E731
+    cuda = types.SimpleNamespace(runtime=runtime, Device=device, nccl=nccl,
+                                 get_current_stream=lambda: types.SimpleNamespace(ptr=1234))
+    cupy = types.SimpleNamespace(cuda=cuda)
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setitem(sys.modules, "cupy.cuda", cuda)
+    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", nccl)
+    return record
+
+
+def rank0_of_two(comm):
+    ctx = D.MPIContext(0)
+    ctx.comm, ctx.rank, ctx.size, ctx.is_root = comm, 0, 2, True
+    return ctx
+
+
+@pytest.mark.parametrize("dtype,code", [(np.float32, 7), (np.float64, 8)])
+def test_nccl_all_reduce_plumbing_on_the_host(monkeypatch, dtype, code):
+    """The communicator is made once from rank 0's unique id broadcast over MPI; each step is one
+    in-place allReduce of the whole flat buffer on the current stream."""
+    peer = np.arange(6, dtype=dtype) * 10
+    record = fake_cupy(monkeypatch, peer_values=peer)
+    comm = FakeComm()
+    ctx = rank0_of_two(comm)
+    buffer = FakeDeviceArray(np.arange(6, dtype=dtype))
+    ctx.allreduce_flat(buffer)
+    ctx.allreduce_flat(buffer)
+    assert np.array_equal(buffer.host, np.arange(6, dtype=dtype) + 2 * peer)
+    assert record["comms"] == [(2, tuple(range(128)), 0)] and comm.calls == [("bcast", tuple(range(128)))]
+    ptr = buffer.data.ptr
+    assert record["allreduce"] == [(ptr, ptr, 6, code, 0, 1234)] * 2
+
+
+def test_gpu_handshake_picks_one_gpu_per_rank_or_one_line(monkeypatch):
+    record = fake_cupy(monkeypatch)                                   # 2 GPUs seen by both ranks of one host
+    rank0_of_two(FakeComm()).handshake("configuration", {"a": 1}, device="gpu", nccl=True)
+    assert record["device"] == [0]
+    record = fake_cupy(monkeypatch, buses=("0000:01:00.0",))          # one GPU, the same, for both ranks
+    with pytest.raises(MinirnnError, match="ranks 0 and 1 on node .* would share the GPU at 0000:01:00.0"):
+        rank0_of_two(FakeComm()).handshake("configuration", {"a": 1}, device="gpu", nccl=True)
+    assert record["device"] == []
+    fake_cupy(monkeypatch, nccl_available=False)
+    with pytest.raises(MinirnnError, match=r"rank 0: --device gpu with several ranks needs NCCL"):
+        rank0_of_two(FakeComm()).handshake("configuration", {"a": 1}, device="gpu", nccl=True)
+    other = FakeComm(peer=lambda mine: ({"a": 2}, mine[1]))
+    with pytest.raises(MinirnnError, match=r"rank 1 was started with another configuration than rank 0 \(a=2 there"):
+        rank0_of_two(other).handshake("configuration", {"a": 1}, device="gpu", nccl=True)
+
+
 # ----------------------------------------------------------------------------- real mpiexec -n 2 runs
 
 ARGS = ["--unit", "nlstm", "--hidden", "6", "--depth", "2", "--vocab-size", "12", "--max-length", "40",
