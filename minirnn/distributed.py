@@ -170,12 +170,10 @@ def assign_gpus(hosts: list, gpus: list) -> list[int]:
     when the host shows them enough GPUs; a rank that sees a single GPU (a
     scheduler's per-task ``CUDA_VISIBLE_DEVICES``) takes it.  Two ranks of a host
     on the same GPU, or a host with fewer GPUs than ranks, raise one line."""
-    local: dict = {}
     chosen = []
     for rank, (host, buses) in enumerate(zip(hosts, gpus)):
         members = [r for r, h in enumerate(hosts) if h == host]
         index = members.index(rank)
-        local.setdefault(host, members)
         count = len(buses)
         if count >= len(members):
             chosen.append(index)
@@ -183,7 +181,8 @@ def assign_gpus(hosts: list, gpus: list) -> list[int]:
             chosen.append(0)
         else:
             raise MinirnnError(f"node {host} runs {len(members)} ranks with --device gpu but shows them {count} "
-                               f"GPU(s); start at most {max(count, 1)} rank(s) per node (one GPU each), or use --device cpu")
+                               f"GPU(s); start at most {max(count, 1)} rank(s) per node (one GPU each), "
+                               "or use --device cpu")
     seen: dict = {}
     for rank, (host, buses) in enumerate(zip(hosts, gpus)):
         key = (host, buses[chosen[rank]])
@@ -441,7 +440,8 @@ class MPIContext:
         from cupy.cuda import nccl
         import cupy
 
-        kind = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}[np.dtype(buffer.dtype)]
+        kinds = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}
+        kind = kinds[np.dtype(buffer.dtype)]
         comm.allReduce(buffer.data.ptr, buffer.data.ptr, buffer.size, kind, nccl.NCCL_SUM,
                        cupy.cuda.get_current_stream().ptr)
 
