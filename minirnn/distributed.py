@@ -261,6 +261,9 @@ class Single:
     def on_root(self, fn, *args):
         return fn(*args)
 
+    def root_first(self, fn, *args, **kwargs):
+        return fn(*args, **kwargs)
+
     def agreed(self, exc: BaseException) -> BaseException:
         return exc
 
@@ -283,6 +286,7 @@ class MPIContext:
         self.comm = None
         self.device = "cpu"
         self.gpu = None
+        self.local_rank = 0
         self._flat = None
         self._nccl = None
 
@@ -324,6 +328,8 @@ class MPIContext:
                 raise self._stop(f"rank {rank} was started with another {what} than rank 0 ({key}={other.get(key)!r} "
                                  f"there, {first.get(key)!r} on rank 0); start every rank with the same command")
         facts = [f for _, f in gathered]
+        hosts = [f["host"] for f in facts]
+        self.local_rank = hosts[:self.rank].count(hosts[self.rank])
         self.gpu = None
         if device == "cpu" or any(not f.get("gpus") for f in facts):
             return                      # no GPU somewhere: resolve_device says so (gpu) or falls back (auto)
@@ -343,8 +349,21 @@ class MPIContext:
         """End of the start phase: share any rank's error, compare datasets and devices."""
         self._gather_start(None, {"dataset": dataset_fingerprint(dataset), "device": device})
 
+    def root_first(self, fn, *args, **kwargs):
+        """In the start phase: ``fn`` on rank 0 first, then on the first rank of every other node, then
+        on the rest, each wave ending in a meeting of all ranks.  For the data: a download or a dataset
+        cache is then made once per filesystem (shared or per node) and read by the ranks after it."""
+        wave = 0 if self.is_root else (1 if self.local_rank == 0 else 2)
+        result = None
+        for turn in range(3):
+            if turn == wave:
+                result = fn(*args, **kwargs)
+            self._gather_start(None, None)
+        return result
+
     def fail_start(self, exc: BaseException) -> None:
-        """A rank's error in the start phase: meet the others in the start gather, then stop all."""
+        """A rank's error in the start phase: meet the others in their next start gather (every rank
+        makes the same ones, in the same order), then stop all."""
         if isinstance(exc, RankStopped):
             return
         message = str(exc) if isinstance(exc, MinirnnError) else f"{type(exc).__name__}: {exc}"
@@ -361,6 +380,8 @@ class MPIContext:
                 self.phase = "idle"
                 raise own                       # rank 0's own error, traceback and all
             raise self._stop(message if rank == 0 else f"rank {rank}: {message}")
+        if facts is None:
+            return                              # an intermediate meeting (root_first)
         first = gathered[0][1]
         for rank, (_, f) in enumerate(gathered):
             if f["dataset"] != first["dataset"]:

@@ -176,8 +176,8 @@ def evaluate_checkpoint(path, split: str = "test", device: str = "cpu", limit: i
 
     resolved, note = resolve_device(device)
     ck = load_checkpoint(path, device=resolved, impl=impl)
-    if dataset is None:
-        dataset = dataset_of_checkpoint(ck, progress=progress)
+    if dataset is None:                     # distributed: rank 0 first (a download or cache is made once)
+        dataset = ctx.root_first(dataset_of_checkpoint, ck, progress=progress)
     if list(dataset.output_words) != ck.output_words:
         raise MinirnnError(f"the dataset rebuilt from corpus {ck.config.get('corpus')!r} has another output "
                            f"vocabulary than checkpoint {ck.path}; the corpus file changed since training")

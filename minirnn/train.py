@@ -294,9 +294,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     if note:
         _say(echo, note, err=True)
 
-    if dataset is None:
-        dataset = load_or_build_dataset(config.corpus, config.vocab_size, config.max_length, config.data_seed,
-                                        progress=progress)
+    if dataset is None:                     # distributed: rank 0 first (a download or cache is made once)
+        dataset = ctx.root_first(load_or_build_dataset, config.corpus, config.vocab_size, config.max_length,
+                                 config.data_seed, progress=progress)
     elif (int(dataset.vocab_size), int(dataset.max_length), int(dataset.seed)) != (
             config.vocab_size, config.max_length, config.data_seed):
         raise MinirnnError(f"the dataset given was built with vocab_size={dataset.vocab_size}, "

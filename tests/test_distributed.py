@@ -204,6 +204,18 @@ def rank0_of_two(comm):
     return ctx
 
 
+@pytest.mark.parametrize("rank,local_rank,calls_before", [(0, 0, 0), (3, 0, 1), (1, 1, 2)])
+def test_data_is_made_by_rank_0_first_then_each_node_then_the_rest(rank, local_rank, calls_before):
+    """root_first: three meetings of all ranks; rank 0 works before the first, the first rank of
+    another node before the second, every other rank before the third."""
+    comm = FakeComm()
+    ctx = rank0_of_two(comm)
+    ctx.rank, ctx.is_root, ctx.local_rank = rank, rank == 0, local_rank
+    seen = []
+    assert ctx.root_first(lambda x, y=0: seen.append(len(comm.calls)) or x + y, 2, y=3) == 5
+    assert seen == [calls_before] and comm.calls == ["allgather"] * 3 and ctx.phase != "running"
+
+
 @pytest.mark.parametrize("dtype,code", [(np.float32, 7), (np.float64, 8)])
 def test_nccl_all_reduce_plumbing_on_the_host(monkeypatch, dtype, code):
     """The communicator is made once from rank 0's unique id broadcast over MPI; each step is one
@@ -322,12 +334,15 @@ def test_two_ranks_reproduce_one_process(runs):
 
 @needs_mpi
 def test_a_rank_with_no_rows_and_the_reference_path(runs, tmp_path):
-    """Batches of 1 on 2 ranks: rank 1 never has a row and contributes zeros."""
+    """Batches of 1 on 2 ranks: rank 1 never has a row and contributes zeros.  The data cache starts
+    empty: rank 0 builds it, then rank 1 reads it (one file, nothing half-written)."""
     args = [a for a in ARGS]
     args[args.index("--batch-size") + 1] = "1"
+    home = tmp_path / "fresh-home"
     proc = mpirun(minirnn("train", *args, "--impl", "reference", "--corpus", runs["corpus"], "--steps", "4",
-                          "--out", str(tmp_path / "b1.h5")), cwd=tmp_path)
+                          "--out", str(tmp_path / "b1.h5")), cwd=tmp_path, env=_env(MINIRNN_HOME=str(home)))
     assert proc.returncode == 0, proc.stderr
+    assert [p.suffix for p in (home / "datasets").iterdir()] == [".h5"]
     config = TrainConfig.from_preset("demo", "nlstm", hidden=6, depth=2, vocab_size=12, max_length=40, batch_size=1,
                                      lr=0.01, seed=5, dtype="float64", eval_every=4, eval_batches=3, impl="reference",
                                      checkpoint_every=5, steps=4, corpus=runs["corpus"], out=str(tmp_path / "a1.h5"))
