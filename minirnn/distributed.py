@@ -18,10 +18,12 @@ launcher's environment says so: ``PMI_RANK``/``PMI_SIZE`` for MPICH/Hydra,
   with one ``MPI Allreduce`` on the CPU or one NCCL ``allReduce`` on the GPU (no
   host round trip); the float64 loss travels in a non-blocking ``Iallreduce``
   beside it; every rank then applies the same Adam step;
-* at start the ranks compare their configuration (:meth:`MPIContext.handshake`)
-  and then their dataset's fingerprint, host and GPUs (:meth:`MPIContext.started`);
-  an error that any rank meets before that point is shared, so rank 0 prints one
-  line and every rank stops (:func:`collective`);
+* at start the ranks compare their configuration and take one GPU each
+  (:meth:`MPIContext.handshake`), prepare the data rank 0 first
+  (:meth:`MPIContext.root_first`: one download, one cache), then compare their
+  dataset's fingerprint and device (:meth:`MPIContext.started`); an error that
+  any rank meets before that point is shared, so rank 0 prints one line and
+  every rank stops (:func:`collective`);
 * after that point a rank that fails alone aborts the job when it exits
   (``MPI_Abort`` from an ``atexit`` hook), so the others never wait forever; a rank
   killed by a signal is cleaned up by the launcher; and a rank that never reaches
