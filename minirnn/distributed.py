@@ -311,6 +311,9 @@ class MPIContext:
         ranks with one line naming the first differing setting.  For ``device`` gpu or auto, each
         rank then takes its own GPU (:func:`assign_gpus`) before anything touches CUDA; ``nccl``:
         the run will sum gradients with NCCL (checked here)."""
+        from . import __version__
+
+        payload = {**payload, "minirnn version": __version__}     # the same code everywhere, too
         watchdog = None
         if self.comm is None:
             if "mpi4py.MPI" not in sys.modules:      # MPI_Init still to come (never fork an MPI process)
