@@ -22,11 +22,16 @@ def evaluate(checkpoint, split, limit, batch_size, as_json, device, impl, progre
 
     CHECKPOINT is the .h5 file written by 'minirnn train' (or its 'minirnn export').
     """
-    from minirnn.evaluate import format_metrics
-    from minirnn.export import evaluate_file
+    from minirnn.distributed import RankStopped, context
+    from minirnn.evaluate import evaluate_checkpoint, format_metrics
 
-    result = evaluate_file(checkpoint, split=split, device=device, limit=limit, batch_size=batch_size,
-                           impl=impl, progress=progress and not as_json)
+    try:
+        result = evaluate_checkpoint(checkpoint, split=split, device=device, limit=limit, batch_size=batch_size,
+                                     impl=impl, progress=progress and not as_json)
+    except RankStopped:     # under mpiexec: rank 0 prints the one line, the other ranks stop quietly
+        raise SystemExit(1) from None
+    if not context().is_root:
+        return              # under mpiexec the ranks share the work and rank 0 reports
     if result.get("note"):
         click.echo(result["note"], err=True)
     if as_json:

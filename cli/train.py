@@ -76,4 +76,9 @@ def train(unit, preset, hidden, layers, depth, vocab_size, max_length, batch_siz
             raise MinirnnError(f"checkpoint {out} is a {config.preset} run, not {preset}; drop --preset to resume it")
     else:
         config = TrainConfig.from_preset(preset or "demo", unit, device=device, impl=impl, out=out, **overrides)
-    run_training(config, resume=resume, progress=progress, echo=click.echo, overwrite=overwrite)
+    from minirnn.distributed import RankStopped
+
+    try:
+        run_training(config, resume=resume, progress=progress, echo=click.echo, overwrite=overwrite)
+    except RankStopped:     # under mpiexec: rank 0 prints the one line, the other ranks stop quietly
+        raise SystemExit(1) from None

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import distributed
 from .errors import MinirnnError
 from .layers import dense_scores
 
@@ -58,11 +59,15 @@ def _progress(enabled: bool, length: int, label: str):
 
 
 def evaluate_model(model, dataset, split: str = "test", batch_size: int = 64, limit: int | None = None,
-                   max_k: int = 3, max_letters: int = MAX_LETTERS, progress: bool = False) -> dict:
+                   max_k: int = 3, max_letters: int = MAX_LETTERS, progress: bool = False, ctx=None) -> dict:
     """Metrics of ``model`` on ``split`` of ``dataset`` (the first ``limit`` observations when given).
 
     Returns a JSON-serialisable dict; see the module docstring for the definitions.
+    ``ctx``: a :mod:`minirnn.distributed` context; under MPI each rank evaluates
+    every size-th batch and the counts are summed (the same batches as one
+    process, so the same numbers up to the order of the final sums).
     """
+    ctx = distributed.Single() if ctx is None else ctx
     if batch_size < 1:
         raise MinirnnError(f"batch_size must be a positive integer, got {batch_size!r}")
     if len(dataset.output_words) != model.config["output_vocab"]:
@@ -85,9 +90,10 @@ def evaluate_model(model, dataset, split: str = "test", batch_size: int = 64, li
     positions = counted_positions = correct = correct_known = baseline_correct = 0
     ce_sum, ce_observations, no_known = 0.0, 0, 0
 
-    bar = _progress(progress, len(indices), f"evaluating {split}")
+    starts = ctx.shard(range(0, len(indices), batch_size))        # distributed: whole batches per rank
+    bar = _progress(progress, sum(len(indices[s:s + batch_size]) for s in starts), f"evaluating {split}")
     try:
-        for start in range(0, len(indices), batch_size):
+        for start in starts:
             source, target = dataset.batch(indices[start:start + batch_size])
             mask = source != PAD
             Hs = model.hidden_outputs(source)                       # (B, T, H)
@@ -126,6 +132,15 @@ def evaluate_model(model, dataset, split: str = "test", batch_size: int = 64, li
         if bar is not None:
             bar.render_finish()
 
+    if ctx.size > 1:                                              # distributed: sum the counts over ranks
+        counts = ctx.sum(np.concatenate([[positions, counted_positions, correct, correct_known, baseline_correct,
+                                          ce_observations, no_known], bucket_positions, bucket_hits.ravel()]
+                                        ).astype(np.int64))
+        (positions, counted_positions, correct, correct_known, baseline_correct, ce_observations,
+         no_known) = (int(v) for v in counts[:7])
+        bucket_positions = counts[7:7 + n_buckets]
+        bucket_hits = counts[7 + n_buckets:].reshape(bucket_hits.shape)
+        ce_sum = float(ctx.sum(np.array([ce_sum], dtype=np.float64))[0])
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = bucket_hits / bucket_positions
     by_letters = {"letters": list(range(n_buckets)), "last_is_at_least": True,
@@ -148,25 +163,37 @@ def evaluate_model(model, dataset, split: str = "test", batch_size: int = 64, li
     }
 
 
+@distributed.collective
 def evaluate_checkpoint(path, split: str = "test", device: str = "cpu", limit: int | None = None,
                         batch_size: int = 64, impl: str = "fast", progress: bool = False, dataset=None) -> dict:
-    """Load a checkpoint, rebuild (or load from the cache) its dataset and evaluate it.
+    """Load a checkpoint (or an export: docs/export.md), rebuild (or load from the cache) its
+    dataset and evaluate it.
 
     ``device`` may be 'cpu', 'gpu' or 'auto'; when 'auto' falls back to the CPU
-    the result holds the reason under ``note``.
+    the result holds the reason under ``note``.  Under ``mpiexec`` the ranks
+    share out the batches and every rank returns the whole result.
     """
     from .backend import resolve_device
-    from .checkpoint import load_checkpoint
+    from .export import load_model_file
+
+    ctx = distributed.context()                                   # distributed: start (one process: no-op)
+    ctx.handshake("evaluation", {"checkpoint": str(path), "split": split, "device": device, "limit": limit,
+                                 "batch_size": batch_size, "impl": impl}, device=device)
+    if not ctx.is_root:
+        progress = False
 
     resolved, note = resolve_device(device)
-    ck = load_checkpoint(path, device=resolved, impl=impl)
-    if dataset is None:
-        dataset = dataset_of_checkpoint(ck, progress=progress)
+    ck = load_model_file(path, device=resolved, impl=impl)
+    if dataset is None:                     # distributed: rank 0 first (a download or cache is made once)
+        dataset = ctx.root_first(dataset_of_checkpoint, ck, progress=progress)
     if list(dataset.output_words) != ck.output_words:
         raise MinirnnError(f"the dataset rebuilt from corpus {ck.config.get('corpus')!r} has another output "
                            f"vocabulary than checkpoint {ck.path}; the corpus file changed since training")
-    result = evaluate_model(ck.model, dataset, split=split, batch_size=batch_size, limit=limit, progress=progress)
-    result.update({"checkpoint": str(ck.path), "unit": ck.config.get("unit"), "step": ck.step,
+    ctx.started(dataset, resolved)                                # distributed: same data on every rank
+    result = evaluate_model(ck.model, dataset, split=split, batch_size=batch_size, limit=limit, progress=progress,
+                            ctx=ctx)
+    ctx.finish()
+    result.update({"checkpoint": str(ck.path), "unit": ck.config.get("unit", ck.model.config["unit"]), "step": ck.step,
                    "preset": ck.config.get("preset"), "device": resolved})
     if note:
         result["note"] = note

@@ -50,7 +50,7 @@ _MODEL_KEYS = ("unit", "hidden", "layers", "depth", "input_vocab", "output_vocab
                "outer_tanh")
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "LAYOUTS", "export_model", "export_file", "read_export",
-           "load_model_file", "is_safetensors", "torch_state_dict", "from_torch_state_dict", "evaluate_file"]
+           "load_model_file", "is_safetensors", "torch_state_dict", "from_torch_state_dict"]
 
 INSTALL = "pip install 'minirnn[export]'"
 
@@ -349,32 +349,3 @@ def load_model_file(path, device: str = "cpu", impl: str = "fast") -> Checkpoint
     from .checkpoint import load_checkpoint
 
     return load_checkpoint(path, device=device, impl=impl)
-
-
-def evaluate_file(path, split: str = "test", device: str = "cpu", limit: int | None = None, batch_size: int = 64,
-                  impl: str = "fast", progress: bool = False) -> dict:
-    """``minirnn.evaluate.evaluate_checkpoint`` for either kind of file.
-
-    An export rebuilds its dataset from the data settings stored in its
-    ``config`` metadata (corpus, vocab_size, max_length, data_seed), as a
-    checkpoint does.
-    """
-    from .evaluate import dataset_of_checkpoint, evaluate_checkpoint, evaluate_model
-
-    if not is_safetensors(path):
-        return evaluate_checkpoint(path, split=split, device=device, limit=limit, batch_size=batch_size, impl=impl,
-                                   progress=progress)
-    from .backend import resolve_device
-
-    resolved, note = resolve_device(device)
-    ck = read_export(path, device=resolved, impl=impl)
-    dataset = dataset_of_checkpoint(ck, progress=progress)
-    if list(dataset.output_words) != ck.output_words:
-        raise MinirnnError(f"the dataset rebuilt from corpus {ck.config.get('corpus')!r} has another output "
-                           f"vocabulary than export {ck.path}; the corpus file changed since training")
-    result = evaluate_model(ck.model, dataset, split=split, batch_size=batch_size, limit=limit, progress=progress)
-    result.update({"checkpoint": str(ck.path), "unit": ck.config.get("unit", ck.model.config["unit"]),
-                   "step": ck.step, "preset": ck.config.get("preset"), "device": resolved})
-    if note:
-        result["note"] = note
-    return result

@@ -58,12 +58,16 @@ def counted_positions(target):
 
 
 def dense_xent_forward_backward(Hs, target, W, b, chunk: int = DEFAULT_CHUNK, need_grads: bool = True,
-                                fused: bool = False):
+                                fused: bool = False, denominator: int | None = None):
     """Mean masked cross-entropy of softmax(Hs W + b) and, optionally, its gradients.
 
     ``Hs`` (N, H) are the top layer's outputs at N positions, ``target`` (N,) ids.
     Returns (loss, count, dHs, dW, db) where loss is the mean over counted
     positions [CE-F3] (0 when none count) and dHs has zeros at uncounted rows.
+    ``denominator`` replaces |C| as the normaliser of the loss and of every
+    gradient [CE-F4]: a data-parallel rank passes the counted positions of the
+    *global* batch, so that the ranks' losses and gradients add up to the global
+    batch's mean (docs/distributed.md).  ``count`` stays this call's |C|.
     ``fused`` (the fast path) turns each chunk's logits into dZ with one kernel
     (Numba on the CPU, CUDA on the GPU) instead of the readable array code below.
     """
@@ -79,6 +83,9 @@ def dense_xent_forward_backward(Hs, target, W, b, chunk: int = DEFAULT_CHUNK, ne
     db = zeros(b.shape, dtype) if need_grads else None
     if count == 0:
         return 0.0, 0, dHs, dW, db
+    norm = count if denominator is None else int(denominator)                 # [CE-F3] |C|, or [CE-F4] D
+    if norm < count:
+        raise ValueError(f"denominator {norm} is smaller than the {count} counted positions")
     kernel = _FusedSoftmaxXent(xp, min(chunk, count), W.shape[1], dtype) if fused else None
     total = xp.zeros((), dtype=np.float64)
     for start in range(0, count, chunk):
@@ -89,8 +96,8 @@ def dense_xent_forward_backward(Hs, target, W, b, chunk: int = DEFAULT_CHUNK, ne
         h = Hs[rows]
         t = target[rows]
         if fused:
-            part, dlogits = kernel(h, W, b, t, 1.0 / count)                   # [DENSE-F1], [CE-F1], [CE-B1], [CE-B2]
-            total += part * count
+            part, dlogits = kernel(h, W, b, t, 1.0 / norm)                    # [DENSE-F1], [CE-F1], [CE-B1], [CE-B2]
+            total += part * norm
         else:
             logits = h @ W + b                                                 # [DENSE-F1]
             m = logits.max(axis=1, keepdims=True)
@@ -102,11 +109,11 @@ def dense_xent_forward_backward(Hs, target, W, b, chunk: int = DEFAULT_CHUNK, ne
                 continue
             dlogits = e / s                                                    # [CE-B1] softmax ...
             dlogits[xp.arange(h.shape[0]), t] -= 1                             # [CE-B1] ... minus one-hot
-            dlogits *= dtype.type(1.0 / count)                                 # [CE-B2] mean over counted
+            dlogits *= dtype.type(1.0 / norm)                                  # [CE-B2] mean over counted
         dW += xp.matmul(h.T, dlogits)                                          # [DENSE-B2]
         db += dlogits.sum(axis=0)                                              # [DENSE-B3]
         dHs[rows] = xp.matmul(dlogits, W.T)                                    # [DENSE-B1]
-    return float(total) / count, count, dHs, dW, db
+    return float(total) / norm, count, dHs, dW, db
 
 
 class _FusedSoftmaxXent:

@@ -118,11 +118,13 @@ class Model:
             finals.append(final)
         return hs, caches, finals
 
-    def forward_backward(self, X, target, states0=None, need_grads: bool = True, first_params=None):
+    def forward_backward(self, X, target, states0=None, need_grads: bool = True, first_params=None,
+                         denominator: int | None = None):
         """Loss and gradients from embedded inputs X (T, B, E) and targets (B, T).
 
         Returns (loss, grads, dX, dstates0); ``grads`` holds every parameter but the
         embedding (whose gradient needs the ids: see loss_and_grads).
+        ``denominator``: see loss_and_grads.
         """
         target = self._ids(target)
         T, B = X.shape[0], X.shape[1]
@@ -130,7 +132,7 @@ class Model:
         H = hs.shape[-1]
         loss, _, dHs, dW, db = L.dense_xent_forward_backward(
             hs.reshape(T * B, H), target.T.reshape(-1), self.params["dense.W"], self.params["dense.b"],
-            chunk=self.chunk_size, need_grads=need_grads, fused=self.impl == "fast")
+            chunk=self.chunk_size, need_grads=need_grads, fused=self.impl == "fast", denominator=denominator)
         if not need_grads:
             return loss, None, None, None
         grads = {"dense.W": dW, "dense.b": db}
@@ -145,17 +147,21 @@ class Model:
                 grads[f"layer{layer}.{name}"] = g
         return loss, grads, dhs, dstates0
 
-    def loss_and_grads(self, source, target, states0=None):
+    def loss_and_grads(self, source, target, states0=None, denominator: int | None = None):
         """Mean masked cross-entropy of a batch and the gradient of every parameter.
 
         ``source``, ``target``: integer arrays (B, T) (NumPy or device arrays).
         The embedding's padding row always gets a zero gradient.
+        ``denominator``: divide the loss sum and the gradients by this number of
+        positions instead of the batch's own counted positions [CE-F4]; a
+        data-parallel rank passes its global batch's count, so that the ranks'
+        results add up to the global batch's (minirnn/distributed.py).
         """
         source = self._ids(source)
         if self.impl == "fast":
-            return self._loss_and_grads_folded(source, target, states0)
+            return self._loss_and_grads_folded(source, target, states0, denominator)
         X = L.embed(self.params["embedding"], source)
-        loss, grads, dX, _ = self.forward_backward(X, target, states0)
+        loss, grads, dX, _ = self.forward_backward(X, target, states0, denominator=denominator)
         grads["embedding"] = L.embedding_grad(self.params["embedding"], source, dX)
         return loss, {k: grads[k] for k in self.params}
 
@@ -191,7 +197,7 @@ class Model:
         buf[vocab:] = W[size_in:]
         return buf
 
-    def _loss_and_grads_folded(self, source, target, states0=None):
+    def _loss_and_grads_folded(self, source, target, states0=None, denominator=None):
         """The same loss and gradients, with the embedding folded into the first layer.
 
         The first layer only sees X = onehot(s) E, so its input product is
@@ -203,7 +209,8 @@ class Model:
         dE and dW_x exactly [EMB-B3], [EMB-B4].
         """
         inputs, folded = self.folded_first_layer(source)
-        loss, grads, _, _ = self.forward_backward(inputs, target, states0, first_params=folded)
+        loss, grads, _, _ = self.forward_backward(inputs, target, states0, first_params=folded,
+                                                  denominator=denominator)
         E = self.params["embedding"]
         unit = self.units[0]
         size_in = unit.input_size

@@ -26,6 +26,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from . import distributed
 from .errors import MinirnnError
 
 DEFAULT_DATA_SEED = 450849059
@@ -203,8 +204,10 @@ def _validation_batches(dataset, config: TrainConfig) -> list:
     return [dataset.batch(idx[i:i + config.batch_size]) for i in range(0, len(idx), config.batch_size)]
 
 
-def validation_loss(model, batches) -> float | None:
-    """Masked cross-entropy over every counted position of the batches (not a mean of batch means)."""
+def validation_loss(model, batches, reduce=None) -> float | None:
+    """Masked cross-entropy over every counted position of the batches (not a mean of batch means).
+
+    ``reduce``: sums ``[total, count]`` over data-parallel ranks that each got some of the batches."""
     total, count = 0.0, 0
     for source, target in batches:
         n = int(np.count_nonzero(target >= 2))
@@ -213,6 +216,8 @@ def validation_loss(model, batches) -> float | None:
         loss = model.forward_backward(model.embed(source), target, need_grads=False)[0]
         total += float(loss) * n
         count += n
+    if reduce is not None:
+        total, count = (float(v) for v in reduce(np.array([total, count], dtype=np.float64)))
     return total / count if count else None
 
 
@@ -244,6 +249,7 @@ def _diverged(step: int, loss, config: TrainConfig, saved_step: int | None) -> M
 
 # ----------------------------------------------------------------------------- the loop
 
+@distributed.collective
 def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo=click.echo,
           overwrite: bool = False, dataset=None) -> TrainResult:
     """Train (or, with ``resume``, continue training) and return a :class:`TrainResult`.
@@ -253,6 +259,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     ``progress``: show the dataset messages and a progress bar on stderr.
     ``overwrite``: replace an existing checkpoint at ``config.out`` when not resuming.
     ``dataset``: an already built :class:`~minirnn.data.Dataset` matching the config (tests, notebooks).
+
+    Under ``mpiexec`` every rank calls this with the same config and the ranks
+    train one model data-parallel: rank 0 alone prints and writes checkpoints
+    (minirnn/distributed.py, docs/distributed.md).
     """
     from .backend import resolve_device
     from .checkpoint import load_checkpoint, save_checkpoint
@@ -260,6 +270,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     from .model import INPUT_VOCAB, Model
     from .optim import Adam
 
+    ctx = distributed.context()                                   # distributed: start (one process: no-op)
+    ctx.handshake("configuration", {**config.to_dict(), "resume": bool(resume), "overwrite": bool(overwrite)},
+                  device=config.device, nccl=True)
+    if not ctx.is_root:
+        progress, echo = False, None
     config.validate()
     out = Path(config.out).expanduser()
     if resume and not out.exists():
@@ -279,9 +294,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     if note:
         _say(echo, note, err=True)
 
-    if dataset is None:
-        dataset = load_or_build_dataset(config.corpus, config.vocab_size, config.max_length, config.data_seed,
-                                        progress=progress)
+    if dataset is None:                     # distributed: rank 0 first (a download or cache is made once)
+        dataset = ctx.root_first(load_or_build_dataset, config.corpus, config.vocab_size, config.max_length,
+                                 config.data_seed, progress=progress)
     elif (int(dataset.vocab_size), int(dataset.max_length), int(dataset.seed)) != (
             config.vocab_size, config.max_length, config.data_seed):
         raise MinirnnError(f"the dataset given was built with vocab_size={dataset.vocab_size}, "
@@ -331,14 +346,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
         return {k: np.asarray(v, dtype=np.int64 if k in ("train_step", "train_epoch", "val_step") else np.float64)
                 for k, v in history.items()}
 
-    def save(order_state):
-        nonlocal saved_step
+    def write(order_state):
         if not _all_finite(model):
             raise _diverged(step, "finite, but the parameters are not", config, saved_step)
         save_checkpoint(out, model, optimizer, step=step, order_state=order_state, config=config.to_dict(),
                         output_words=dataset.output_words, history=snapshot(), extra=extra)
+
+    def save(order_state):
+        nonlocal saved_step
+        ctx.on_root(write, order_state)                            # distributed: rank 0 writes
         saved_step = step
 
+    ctx.started(dataset, device)              # distributed: end of the start (shared errors), same data everywhere
     _say(echo, f"training {config.unit} ({config.preset or 'custom'}): {model.parameter_counts()['total']:,} "
                f"parameters, {len(train_idx):,} training observations, {order.steps_per_epoch:,} steps per epoch, "
                f"{max(total - step, 0):,} steps to go on {device} ({config.impl}, {config.dtype})", err=True)
@@ -352,9 +371,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
                 epoch, _, idx = next(order)
                 source, target = dataset.batch(train_idx[idx])
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is caught below
-                    loss, grads = model.loss_and_grads(source, target)
+                    loss, grads = ctx.loss_and_grads(model, source, target)   # distributed: summed over ranks
                 if not math.isfinite(loss):
-                    raise _diverged(step + 1, loss, config, saved_step)
+                    raise ctx.agreed(_diverged(step + 1, loss, config, saved_step))
                 in_update = True
                 optimizer.step(grads)
                 step += 1
@@ -365,10 +384,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
                 history["train_epoch"].append(epoch)
                 history["train_loss"].append(float(loss))
                 if config.eval_every and val_batches and (step % config.eval_every == 0 or step == total):
-                    v = validation_loss(model, val_batches)
+                    v = validation_loss(model, ctx.shard(val_batches), ctx.sum)
                     if v is not None:
                         if not math.isfinite(v):
-                            raise _diverged(step, f"{v} on validation", config, saved_step)
+                            raise ctx.agreed(_diverged(step, f"{v} on validation", config, saved_step))
                         history["val_step"].append(step)
                         history["val_loss"].append(v)
                 if step == total or (config.checkpoint_every and step % config.checkpoint_every == 0):
@@ -377,10 +396,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
                 val = f" val {history['val_loss'][-1]:.3f}" if history["val_loss"] else ""
                 bar.update(1, f"step {step} loss {loss:.3f}{val} {chars / max(elapsed, 1e-9):,.0f} chars/s")
     except KeyboardInterrupt:
-        if not in_update and step > start_step and saved_step != step:
-            save(done_order)
+        if ctx.size == 1 and not in_update and step > start_step and saved_step != step:
+            save(done_order)     # distributed: no save (ranks may be mid-collective); the job is aborted
         where = f"checkpoint at step {saved_step} in {out}" if saved_step else "no checkpoint was written"
-        raise MinirnnError(f"interrupted at step {step}; {where}; continue with --resume") from None
+        raise ctx.quiet(MinirnnError(f"interrupted at step {step}; {where}; continue with --resume")) from None
     if saved_step != step:  # nothing left to do (e.g. resuming a finished run), or total == 0
         save(order.state())
     seconds = time.perf_counter() - started
@@ -395,7 +414,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     if config.final_test and len(dataset.split("test")):
         from .evaluate import evaluate_model
 
-        result.test = evaluate_model(model, dataset, "test", batch_size=config.batch_size)
+        result.test = evaluate_model(model, dataset, "test", batch_size=config.batch_size, ctx=ctx)
+    ctx.finish()                                                  # distributed: end of the collective part
     for line in summary_lines(result):
         _say(echo, line)
     return result
