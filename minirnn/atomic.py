@@ -3,17 +3,45 @@
 The file is written under a temporary name in the destination folder, flushed
 to disk, then renamed over the destination in one step (``os.replace``).  Any
 failure (a full disk, a folder without write permission, an interrupt) removes
-the temporary file and leaves whatever was at the destination untouched.
+the temporary file and leaves whatever was at the destination untouched.  A
+writer killed outright (``kill -9``) can leave its temporary file behind; the
+next writer that holds the file's lock removes it
+(:func:`minirnn.runlock.remove_stale_temps`).
+
+Files get the usual permissions of new files (0666 minus the umask), not the
+0600 of a temporary file.  Datasets written through :data:`CHECKED` carry an
+HDF5 Fletcher-32 checksum that h5py verifies on every read.
 """
 from __future__ import annotations
 
 import errno
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import MinirnnError
+
+#: keyword arguments of ``create_dataset`` for a checksummed dataset (verified by HDF5 on read)
+CHECKED = {"fletcher32": True}
+
+# Tests only: seconds to pause inside every save, so that a signal sent while the
+# temporary file exists reliably lands inside the save (tests/test_reliability_signals.py).
+_PAUSE_ENV = "MINIRNN_TEST_SAVE_PAUSE"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)   # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
+
+
+def test_pause() -> None:
+    """Sleep for $MINIRNN_TEST_SAVE_PAUSE seconds (unset: not at all)."""
+    value = os.environ.get(_PAUSE_ENV)
+    if value:
+        time.sleep(float(value))
 
 
 def _fsync_path(path, directory: bool = False) -> None:
@@ -41,16 +69,21 @@ def atomic_hdf5(path, what: str, when_full: str = "free some space and try again
     freeing disk space."""
     import h5py
 
-    path = Path(path).expanduser()
+    from .runlock import check_writable_folder
+
+    path = check_writable_folder(path, what)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
-        os.close(fd)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make every checkpoint private
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise MinirnnError(f"cannot write {what} {path} ({exc.strerror or exc}); choose a writable folder") from None
     try:
         with h5py.File(tmp, "w") as f:
             yield f
+            test_pause()
             f.flush()
         _fsync_path(tmp)
         os.replace(tmp, path)

@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_hdf5
+from ..atomic import CHECKED, atomic_hdf5
 from ..errors import MinirnnError
 from .corpora import Corpus, corpus_from_text, data_home, load_corpus
 
@@ -287,15 +287,15 @@ class Dataset:
             f.attrs["seed"] = int(self.seed)
             f.attrs["num_words"] = int(self.num_words)
             f.attrs["num_skipped_words"] = int(self.num_skipped_words)
-            f.create_dataset("chars", data=self.chars)
-            f.create_dataset("targets", data=self.targets)
-            f.create_dataset("offsets", data=self.offsets.astype(np.int64))
-            f.create_dataset("output_words", data=np.array([w.encode("ascii") for w in self.output_words]))
-            f.create_dataset("output_counts", data=self.output_counts.astype(np.int64))
-            f.create_dataset("input_symbols", data=np.array([s.encode("ascii") for s in INPUT_SYMBOLS]))
+            f.create_dataset("chars", data=self.chars, **CHECKED)
+            f.create_dataset("targets", data=self.targets, **CHECKED)
+            f.create_dataset("offsets", data=self.offsets.astype(np.int64), **CHECKED)
+            f.create_dataset("output_words", data=np.array([w.encode("ascii") for w in self.output_words]), **CHECKED)
+            f.create_dataset("output_counts", data=self.output_counts.astype(np.int64), **CHECKED)
+            f.create_dataset("input_symbols", data=np.array([s.encode("ascii") for s in INPUT_SYMBOLS]), **CHECKED)
             group = f.create_group("split")
             for name in SPLITS:
-                group.create_dataset(name, data=self.splits[name].astype(np.int64))
+                group.create_dataset(name, data=self.splits[name].astype(np.int64), **CHECKED)
         self.path = path
         return path
 
@@ -315,6 +315,10 @@ class Dataset:
                 version = int(f.attrs.get("format_version", -1))
                 if version != FORMAT_VERSION:
                     raise MinirnnError(f"{path} has dataset format version {version}, this minirnn reads {FORMAT_VERSION}; {fix}")
+                unchecked = [name for name in ("chars", "targets", "offsets", "output_words", "output_counts")
+                             if not f[name].fletcher32]
+                if unchecked:  # written before checksums existed: damage could go unnoticed
+                    raise MinirnnError(f"dataset file {path} has no checksums (an older minirnn wrote it); {fix}")
                 a = f.attrs
                 ds = cls(
                     chars=f["chars"][()],
@@ -494,9 +498,29 @@ def load_or_build_dataset(
     parameters and full checksum stored in the file are checked on load.  A
     cached file that is unreadable or does not match is rebuilt.
     """
+    from ..runlock import RunLock, check_writable_folder, remove_stale_temps
+
     _check_params(vocab_size, max_length, seed)
     corpus = load_corpus(corpus_spec, progress=progress)
     path = dataset_cache_path(corpus, vocab_size, max_length, seed, cache_dir)
+    # one builder per cache file: a second run needing the same dataset waits, then reuses it
+    lock = RunLock(path, what="dataset file", wait=True)
+    try:
+        check_writable_folder(path, "dataset file")
+        lock.acquire()
+    except MinirnnError as exc:
+        if path.is_file():  # a read-only cache still serves the files it has
+            return _cached_or_built(path, corpus, vocab_size, max_length, seed, progress)
+        raise MinirnnError(f"{exc}; or set MINIRNN_HOME to a writable folder") from None
+    try:
+        remove_stale_temps(path)   # left by a builder that was killed while saving
+        return _cached_or_built(path, corpus, vocab_size, max_length, seed, progress)
+    finally:
+        lock.release()
+
+
+def _cached_or_built(path: Path, corpus: Corpus, vocab_size: int, max_length: int, seed: int,
+                     progress: bool) -> Dataset:
     if path.is_file():
         try:
             ds = Dataset.load(path)
