@@ -30,11 +30,13 @@ class LossWatch:
     def __init__(self, best: float | None = None):
         self.best = best               # the lowest probe loss of a state judged good
         self.first: float | None = None
+        self.last: float | None = None    # the probe loss last judged
         self._high = 0
         self._warned = False
 
     def judge(self, probe_loss: float | None) -> tuple[bool, str]:
         """(worth saving, why not).  ``probe_loss``: the loss of the parameters about to be saved."""
+        self.last = probe_loss
         if probe_loss is None:
             return True, ""
         if not math.isfinite(probe_loss):

@@ -415,6 +415,8 @@ class _Loop:
         self.dataset, self.train_idx, self.step, self.history = dataset, train_idx, step, history
         self.device, self.echo, self._save_checkpoint, self.watch = device, echo, save_checkpoint, watch
         self.saved: tuple | None = None     # (step, probe loss) of the checkpoint on disk from this run
+        self.attempted: int | None = None   # the step of the last save attempted (kept back or not)
+        self.kept_back = False              # the last attempt was refused (its note already shown)
         self.total = config.steps if config.steps is not None else config.epochs * order.steps_per_epoch
         self.val_batches = _validation_batches(dataset, config)
         # the batches that judge a state before it is saved: the validation subset, or one fixed training batch
@@ -437,15 +439,20 @@ class _Loop:
 
     def save(self, order_state) -> bool:
         """Write the checkpoint when the state is good (docs/reliability.md); False when it was kept back."""
+        self.attempted = self.step
         loss = self.probe()
         good, why = self.watch.judge(loss)
         if good and not _all_finite(self.model):
             good, why = False, "its parameters are not finite"
         if not good:
-            kept = (f"the checkpoint at step {self.saved[0]} stays" if self.saved
-                    else "no checkpoint is written")
-            _say(self.echo, f"step {self.step}: not saved because {why}; {kept}", err=True)
+            if not self.kept_back:  # once per bad stretch, not at every save
+                kept = (f"the checkpoint at step {self.saved[0]} stays" if self.saved
+                        else "no checkpoint is written")
+                _say(self.echo, f"step {self.step}: not saved because {why}; {kept} until the loss recovers",
+                     err=True)
+            self.kept_back = True
             return False
+        self.kept_back = False
         self._save_checkpoint(self.out, self.model, self.optimizer, step=self.step, order_state=order_state,
                               config=self.config.to_dict(), output_words=self.dataset.output_words,
                               history=self.snapshot(), extra=self.extra)
@@ -455,7 +462,8 @@ class _Loop:
     def stopped(self, signum: int, order_state, can_save: bool):
         from .signals import Interrupted, signal_name
 
-        if can_save and (self.saved is None or self.saved[0] != self.step) and self.step > 0:
+        on_disk = self.saved is not None and self.saved[0] == self.step
+        if can_save and self.step > 0 and self.attempted != self.step and not on_disk:
             self.save(order_state)
         if self.saved is None and self.step == 0:
             where = "nothing was saved (there is nothing to resume): run the same command again to start"
@@ -506,7 +514,8 @@ class _Loop:
                         _say(self.echo, warning, err=True)
                     if config.eval_every and self.val_batches and (
                             self.step % config.eval_every == 0 or self.step == total):
-                        v = validation_loss(model, self.val_batches)
+                        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                            v = validation_loss(model, self.val_batches)
                         if v is not None:
                             if not math.isfinite(v):
                                 raise _diverged(self.step, f"{v} on validation", config, self.out, self.saved)
@@ -523,9 +532,10 @@ class _Loop:
             raise self.stopped(exc.signum, done_order, can_save=True) from None
         except KeyboardInterrupt:  # raised by code other than our handlers (none installed: not the main thread)
             raise self.stopped(signal.SIGINT, done_order, can_save=not in_update) from None
-        if self.saved is None or self.saved[0] != self.step:  # e.g. resuming a finished run, or total == 0
-            if not self.save(order.state()) and self.step > start_step:
-                raise self._ended_badly()
+        if self.attempted != self.step:  # e.g. resuming a finished run, or total == 0
+            self.save(order.state())
+        if (self.saved is None or self.saved[0] != self.step) and self.step > start_step:
+            raise self._ended_badly()
         return chars, time.perf_counter() - started
 
     def _ended_badly(self) -> MinirnnError:
@@ -533,7 +543,7 @@ class _Loop:
                  f"--resume --lr {self.config.lr / 10:g}" if self.saved else
                  f"no checkpoint was written: start again with a lower --lr than {self.config.lr:g}")
         return MinirnnError(f"training ended at step {self.step} in a state far worse than the best of the run "
-                            f"(see the note above), so it was not saved; {where}")
+                            f"(its loss {self.watch.last:.4g}, best {self.watch.best:.4g}), so it was not saved; {where}")
 
     def result(self, chars: int, seconds: float) -> TrainResult:
         config, model = self.config, self.model

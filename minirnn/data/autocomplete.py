@@ -44,6 +44,7 @@ __all__ = [
     "build_dataset",
     "load_or_build_dataset",
     "dataset_cache_path",
+    "cached_dataset",
 ]
 
 DEFAULT_VOCAB_SIZE = 16384
@@ -480,8 +481,28 @@ def dataset_cache_path(
     cache_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Where :func:`load_or_build_dataset` keeps the file for these inputs."""
+    return _cache_file(corpus.sha256, vocab_size, max_length, seed, cache_dir)
+
+
+def _cache_file(corpus_sha256: str, vocab_size: int, max_length: int, seed: int, cache_dir) -> Path:
     folder = Path(cache_dir).expanduser() if cache_dir is not None else data_home() / "datasets"
-    return folder / f"autocomplete-{corpus.sha256[:16]}-v{int(vocab_size)}-l{int(max_length)}-s{int(seed)}.h5"
+    return folder / f"autocomplete-{corpus_sha256[:16]}-v{int(vocab_size)}-l{int(max_length)}-s{int(seed)}.h5"
+
+
+def cached_dataset(corpus_sha256: str, vocab_size: int, max_length: int, seed: int,
+                   cache_dir: str | os.PathLike | None = None) -> "Dataset | None":
+    """The cached dataset of a corpus known only by its checksum (e.g. a corpus file since moved), or None."""
+    path = _cache_file(corpus_sha256, vocab_size, max_length, seed, cache_dir)
+    if not path.is_file():
+        return None
+    try:
+        ds = Dataset.load(path)
+    except MinirnnError:
+        return None
+    if ds.corpus_sha256 != corpus_sha256 or ds.parameters() != dict(vocab_size=int(vocab_size),
+                                                                     max_length=int(max_length), seed=int(seed)):
+        return None
+    return ds
 
 
 def load_or_build_dataset(
