@@ -18,15 +18,15 @@ temporary file ``<name>.tmp-XXXX`` in the same folder, flushes and fsyncs it,
 then renames it over the old file with ``os.replace``: a crash or a full disk
 never leaves a half-written checkpoint under the real name.
 
-Every dataset carries an HDF5 Fletcher-32 checksum and the attributes a SHA-256
-(``attributes_sha256``); loading verifies both and also refuses non-finite
+The file's first 512 bytes (an HDF5 user block) hold the SHA-256 of the rest of
+the file, and every dataset carries an HDF5 Fletcher-32 checksum; loading
+verifies both (the digest before HDF5 reads a byte) and also refuses non-finite
 parameters or moments, a parameter of the wrong dtype and an inconsistent step,
 so damaged content is never used silently.  Checkpoints written before the
 checksums existed still load, with a note (``Checkpoint.notes``).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -34,11 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import CHECKED, atomic_hdf5
+from .atomic import CHECKED, atomic_hdf5, check_digest
 from .errors import MinirnnError
 
 FORMAT = "minirnn-checkpoint"
 FORMAT_VERSION = 1
+# the groups holding datasets, in the order they are created
+DATA_GROUPS = ("params", "optimizer", "optimizer/m", "optimizer/v", "vocabulary", "history")
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Checkpoint", "save_checkpoint", "load_checkpoint", "peek_checkpoint"]
 
@@ -81,27 +83,6 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _canonical(value):
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return repr(float(value))   # exact: the float's shortest round-trip text
-    return str(value)
-
-
-def attributes_digest(f) -> str:
-    """SHA-256 of every attribute of the root, /optimizer and /order (HDF5 checksums only the data)."""
-    items = {}
-    for group in ("/", "optimizer", "order"):
-        if group in f:
-            for key, value in f[group].attrs.items():
-                if key != "attributes_sha256":
-                    items[f"{group}:{key}"] = _canonical(value)
-    return hashlib.sha256(json.dumps(items, sort_keys=True).encode("utf-8")).hexdigest()
-
-
 def _write(f, model, optimizer, step, order_state, config, output_words, history, extra) -> None:
     from . import __version__
 
@@ -116,32 +97,24 @@ def _write(f, model, optimizer, step, order_state, config, output_words, history
     f.attrs["dtype"] = str(dtype)
     f.attrs["extra"] = _json(dict(extra or {}))
 
-    group = f.create_group("params")
-    for name, value in params.items():
-        group.create_dataset(name, data=value, **CHECKED)
-
     state = optimizer.state_dict()
-    opt = f.create_group("optimizer")
+    arrays = {f"params/{name}": value for name, value in params.items()}
+    for key in ("m", "v"):
+        arrays.update({f"optimizer/{key}/{name}": value for name, value in state[key].items()})
+    arrays["vocabulary/output_words"] = np.array([w.encode("ascii") for w in output_words], dtype=bytes)
+    arrays.update({f"history/{key}": np.asarray(values) for key, values in dict(history).items()})
+    for group in DATA_GROUPS:
+        f.create_group(group)
+    for name, value in arrays.items():
+        f.create_dataset(name, data=value, **CHECKED)
+
+    opt = f["optimizer"]
     opt.attrs["t"] = np.int64(state["t"])
     for key in ("lr", "beta1", "beta2", "eps"):
         opt.attrs[key] = np.float64(state[key])
-    for key in ("m", "v"):
-        moments = opt.create_group(key)
-        for name, value in state[key].items():
-            moments.create_dataset(name, data=value, **CHECKED)
-
     order = f.create_group("order")
     for key, value in dict(order_state).items():
         order.attrs[key] = np.int64(value)
-
-    vocab = f.create_group("vocabulary")
-    vocab.create_dataset("output_words", data=np.array([w.encode("ascii") for w in output_words], dtype=bytes),
-                         **CHECKED)
-
-    hist = f.create_group("history")
-    for key, values in dict(history).items():
-        hist.create_dataset(key, data=np.asarray(values), **CHECKED)
-    f.attrs["attributes_sha256"] = attributes_digest(f)
 
 
 def save_checkpoint(path, model, optimizer, *, step: int, order_state: dict, config: dict, output_words,
@@ -176,23 +149,31 @@ def _open(path):
         raise MinirnnError(f"checkpoint {path} does not exist; check the path or train a model first with 'minirnn train'")
     if path.is_dir():
         raise MinirnnError(f"checkpoint {path} is a folder; give the .h5 file written by 'minirnn train'")
+    digest = check_digest(path)
+    if digest == "bad":  # checked before HDF5 parses a byte: a damaged file must not reach it
+        raise MinirnnError(f"checkpoint {path} is damaged (its SHA-256 does not match its content: changed or "
+                           f"corrupted after it was written); {_fix(path)}")
     try:
         f = h5py.File(path, "r")
     except OSError:
         raise MinirnnError(f"{path} is not a readable HDF5 file (corrupt, truncated or another kind of file); "
                            f"{_fix(path)}") from None
-    fmt = f.attrs.get("format")
+    try:
+        fmt = f.attrs.get("format")
+        version = int(f.attrs.get("format_version", -1))
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        f.close()
+        raise _damaged(path, exc) from None
     if isinstance(fmt, bytes):
         fmt = fmt.decode("ascii", "replace")
     if fmt != FORMAT:
         f.close()
         raise MinirnnError(f"{path} is an HDF5 file but not a minirnn checkpoint; {_fix(path)}")
-    version = int(f.attrs.get("format_version", -1))
     if version != FORMAT_VERSION:
         f.close()
         raise MinirnnError(f"{path} has checkpoint format version {version}, this minirnn reads {FORMAT_VERSION}; "
                            "use the minirnn version that wrote it")
-    return path, f
+    return path, f, digest == "ok"
 
 
 def _damaged(path: Path, exc: BaseException) -> MinirnnError:
@@ -204,30 +185,19 @@ def _str_attr(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _has_checksums(f) -> bool:
-    """Whether the file was written with checksums (attributes digest and Fletcher-32 on the data)."""
-    return "attributes_sha256" in f.attrs
-
-
-def _verify_attributes(path: Path, f) -> None:
-    if _has_checksums(f) and _str_attr(f.attrs["attributes_sha256"]) != attributes_digest(f):
-        raise _damaged(path, ValueError("the checksum of its attributes does not match"))
-
-
 def peek_checkpoint(path) -> dict:
     """The run configuration, model configuration, step and extra of a checkpoint, without loading arrays.
 
     ``checksums`` says whether the file carries checksums (older files do not).
     """
-    path, f = _open(path)
+    path, f, checked = _open(path)
     try:
         with f:
-            _verify_attributes(path, f)
             return {"config": json.loads(_str_attr(f.attrs["config"])),
                     "model_config": json.loads(_str_attr(f.attrs["model_config"])),
                     "step": int(f.attrs["step"]), "dtype": _str_attr(f.attrs["dtype"]),
                     "extra": json.loads(_str_attr(f.attrs.get("extra", "{}"))),
-                    "checksums": _has_checksums(f)}
+                    "checksums": checked}
     except MinirnnError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
@@ -236,9 +206,15 @@ def peek_checkpoint(path) -> dict:
 
 def _read_group(path: Path, group, checked: bool) -> dict:
     """Every dataset of a group; with ``checked``, each must carry its checksum (HDF5 verifies it on read)."""
+    import h5py
+
     out = {}
     for name in group:
         dataset = group[name]
+        if not isinstance(dataset, h5py.Dataset):
+            if isinstance(dataset, h5py.Group):
+                continue   # a subgroup (optimizer/m, optimizer/v): read on its own
+            raise _damaged(path, ValueError(f"{group.name}/{name} is not a dataset"))
         if checked and not dataset.fletcher32:
             raise _damaged(path, ValueError(f"{dataset.name} has no checksum"))
         try:
@@ -284,12 +260,10 @@ def load_checkpoint(path, device: str = "cpu", impl: str = "fast") -> Checkpoint
     """
     from .model import Model
 
-    path, f = _open(path)
+    path, f, checked = _open(path)
     notes = []
     try:
         with f:
-            _verify_attributes(path, f)
-            checked = _has_checksums(f)
             if not checked:
                 notes.append(OLD_FILE_NOTE.format(path=path))
             step = int(f.attrs["step"])
@@ -303,7 +277,10 @@ def load_checkpoint(path, device: str = "cpu", impl: str = "fast") -> Checkpoint
                                **{k: float(opt.attrs[k]) for k in ("lr", "beta1", "beta2", "eps")},
                                "m": _read_group(path, opt["m"], checked), "v": _read_group(path, opt["v"], checked)}
             order_state = {k: int(v) for k, v in f["order"].attrs.items()}
-            words = _read_group(path, f["vocabulary"], checked)["output_words"]
+            vocabulary = _read_group(path, f["vocabulary"], checked)
+            if set(vocabulary) != {"output_words"}:
+                raise _damaged(path, KeyError("vocabulary/output_words"))
+            words = vocabulary["output_words"]
             output_words = [w.decode("ascii") for w in words]
             history = _read_group(path, f["history"], checked)
     except MinirnnError:

@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..atomic import CHECKED, atomic_hdf5
+from ..atomic import CHECKED, atomic_hdf5, check_digest
 from ..errors import MinirnnError
 from .corpora import Corpus, corpus_from_text, data_home, load_corpus
 
@@ -309,17 +309,18 @@ class Dataset:
         if not path.is_file():
             raise MinirnnError(f"dataset file {path} does not exist; build it first (load_or_build_dataset or the CLI)")
         fix = "delete it and build the dataset again"
+        digest = check_digest(path)
+        if digest == "bad":  # checked before HDF5 reads a byte of a damaged file
+            raise MinirnnError(f"dataset file {path} is damaged (its checksum does not match its content); {fix}")
         try:
             with h5py.File(path, "r") as f:
                 if f.attrs.get("format") != FORMAT:
                     raise MinirnnError(f"{path} is not a minirnn autocomplete dataset file; {fix}")
+                if digest != "ok":  # an older minirnn wrote it without checksums: damage would go unseen
+                    raise MinirnnError(f"dataset file {path} has no checksum (an older minirnn wrote it); {fix}")
                 version = int(f.attrs.get("format_version", -1))
                 if version != FORMAT_VERSION:
                     raise MinirnnError(f"{path} has dataset format version {version}, this minirnn reads {FORMAT_VERSION}; {fix}")
-                unchecked = [name for name in ("chars", "targets", "offsets", "output_words", "output_counts")
-                             if not f[name].fletcher32]
-                if unchecked:  # written before checksums existed: damage could go unnoticed
-                    raise MinirnnError(f"dataset file {path} has no checksums (an older minirnn wrote it); {fix}")
                 a = f.attrs
                 ds = cls(
                     chars=f["chars"][()],
