@@ -39,6 +39,15 @@ LIMITS = {
 GIB = float(1 << 30)
 
 
+def human(n: float) -> str:
+    """A byte count for people: 6.1 kB, 190.3 MB, 84.1 GB."""
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
 def check_limit(name: str, value) -> None:
     limit = LIMITS.get(name)
     if limit is not None and value is not None and value > limit:

@@ -275,6 +275,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     point: the last completed step is saved and :class:`~minirnn.signals.Interrupted`
     (a MinirnnError with ``exit_code`` 130 or 143) says how to resume.
     """
+    from .memory import human
     from .runlock import RunLock, check_writable_folder, remove_stale_temps
     from .signals import StopSignals
 
@@ -283,7 +284,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     with RunLock(out, what="checkpoint"), StopSignals() as stops:
         removed, freed = remove_stale_temps(out)
         if removed:
-            _say(echo, f"removed {removed} temporary file(s) ({freed / 1e6:.1f} MB) left by an interrupted save "
+            _say(echo, f"removed {removed} temporary file(s) ({human(freed)}) left by an interrupted save "
                        f"of {out}", err=True)
         return _train_locked(config, out, stops, resume, progress, echo, overwrite, dataset)
 
@@ -396,14 +397,16 @@ def _check_disk(out: Path, count: int, dtype: str) -> None:
     """Refuse a run whose checkpoint (parameters and Adam's two moments) cannot fit on the disk."""
     import shutil
 
+    from .memory import human
+
     size = 3 * count * (8 if dtype == "float64" else 4)
     try:
         free = shutil.disk_usage(out.parent).free
     except OSError:
         return
     if size > free:
-        raise MinirnnError(f"the checkpoint {out} will take about {size / 1e6:,.0f} MB but its disk has "
-                           f"{free / 1e6:,.0f} MB free; free some space or choose another --out")
+        raise MinirnnError(f"the checkpoint {out} will take about {human(size)} but its disk has "
+                           f"{human(free)} free; free some space or choose another --out")
 
 
 class _Loop:

@@ -65,6 +65,15 @@ def test_a_run_too_big_for_the_memory_is_refused_with_the_estimate(tmp_path, mon
     assert not (tmp_path / "r.h5").exists()
 
 
+def test_a_checkpoint_that_cannot_fit_on_the_disk_is_refused_before_the_first_step(corpus, tmp_path, monkeypatch):
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
+    said = []
+    with pytest.raises(MinirnnError, match=r"kB but its disk has 1.0 kB free; free some space") as info:
+        train(tiny(corpus, tmp_path / "run.h5"), progress=False, echo=lambda m, err=False: said.append(m))
+    assert "\n" not in str(info.value) and not any(m.startswith("training") for m in said)
+
+
 def test_the_estimate_counts_the_parameters_exactly():
     for unit, layers in (("gru", 2), ("lstm", 2), ("nlstm", 1)):
         estimate = memory.estimate(unit, 40, layers, 2, 50, 8, 30, "float64")
