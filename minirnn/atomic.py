@@ -21,7 +21,6 @@ import os
 import tempfile
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 from .errors import MinirnnError
 

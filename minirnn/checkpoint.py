@@ -28,7 +28,6 @@ checksums existed still load, with a note (``Checkpoint.notes``).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 

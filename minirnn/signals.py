@@ -30,10 +30,11 @@ HANDLED = (signal.SIGINT, signal.SIGTERM)
 class Interrupted(MinirnnError):
     """A run stopped by SIGINT or SIGTERM; ``exit_code`` is 128 + the signal number (130, 143)."""
 
-    def __init__(self, message: str, signum: int):
+    def __init__(self, message: str, signum: int, raw: bool = False):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + int(signum)
+        self.raw = raw      # raised by the handler or check(): the caller adds where the run stopped
 
 
 def signal_name(signum: int) -> str:
@@ -57,7 +58,7 @@ class StopSignals:
         if self.signum is None:
             self.signum = signum
         if not self._deferring:
-            raise Interrupted(f"stopped by {signal_name(signum)}", signum)
+            raise Interrupted(f"stopped by {signal_name(signum)}", signum, raw=True)
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
@@ -88,4 +89,4 @@ class StopSignals:
     def check(self) -> None:
         """Raise :class:`Interrupted` when a stop signal was received (a safe point)."""
         if self.signum is not None:
-            raise Interrupted(f"stopped by {signal_name(self.signum)}", self.signum)
+            raise Interrupted(f"stopped by {signal_name(self.signum)}", self.signum, raw=True)

@@ -277,16 +277,25 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     """
     from .memory import human
     from .runlock import RunLock, check_writable_folder, remove_stale_temps
-    from .signals import StopSignals
+    from .signals import Interrupted, StopSignals, signal_name
 
     config.validate()
     out = check_writable_folder(config.out, "checkpoint")
-    with RunLock(out, what="checkpoint"), StopSignals() as stops:
-        removed, freed = remove_stale_temps(out)
-        if removed:
-            _say(echo, f"removed {removed} temporary file(s) ({human(freed)}) left by an interrupted save "
-                       f"of {out}", err=True)
-        return _train_locked(config, out, stops, resume, progress, echo, overwrite, dataset)
+    with StopSignals() as stops:
+        try:
+            with RunLock(out, what="checkpoint"):
+                removed, freed = remove_stale_temps(out)
+                if removed:
+                    _say(echo, f"removed {removed} temporary file(s) ({human(freed)}) left by an interrupted "
+                               f"save of {out}", err=True)
+                return _train_locked(config, out, stops, resume, progress, echo, overwrite, dataset)
+        except Interrupted as exc:
+            if not exc.raw:   # already says where the run stopped and what to do
+                raise
+            # raised by the handler itself: only before the steps begin, when nothing can be lost
+            raise Interrupted(f"interrupted by {signal_name(exc.signum)} before the first step; nothing was saved "
+                              "(there is nothing to resume): run the same command again to start",
+                              exc.signum) from None
 
 
 def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress: bool, echo, overwrite: bool,
@@ -320,14 +329,10 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
     check_memory(config.unit, config.hidden, config.layers, config.depth, 3, config.batch_size,
                  config.max_length, config.dtype, device)
 
-    try:
-        if dataset is None:
-            dataset = load_or_build_dataset(config.corpus, config.vocab_size, config.max_length, config.data_seed,
-                                            progress=progress)
-        stops.check()  # a signal whose exception a finalizer swallowed during the build
-    except Interrupted as exc:
-        raise Interrupted(f"interrupted by {signal_name(exc.signum)} before the first step; nothing was saved "
-                          "(there is nothing to resume): run the same command again to start", exc.signum) from None
+    if dataset is None:
+        dataset = load_or_build_dataset(config.corpus, config.vocab_size, config.max_length, config.data_seed,
+                                        progress=progress)
+    stops.check()  # a signal whose exception a finalizer swallowed during the build
     if (int(dataset.vocab_size), int(dataset.max_length), int(dataset.seed)) != (
             config.vocab_size, config.max_length, config.data_seed):
         raise MinirnnError(f"the dataset given was built with vocab_size={dataset.vocab_size}, "
@@ -372,7 +377,7 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
             history.setdefault(key, [])
         loop = _Loop(config, out, model, optimizer, order, dataset, train_idx, step, history, device, echo,
                      save_checkpoint, LossWatch())
-        reference = loop.probe()
+        reference = loop.probe(quick=True)
         loop.watch.judge(reference)   # the loss of the initial (or loaded) parameters is the first reference
         if resume:
             loop.saved = (step, _nan_if_none(reference))
@@ -432,18 +437,23 @@ class _Loop:
         return {k: np.asarray(v, dtype=np.int64 if k in ("train_step", "train_epoch", "val_step") else np.float64)
                 for k, v in self.history.items()}
 
-    def probe(self) -> float | None:
-        """The loss of the current parameters on the probe batches (the validation loss if just measured)."""
+    def probe(self, quick: bool = False) -> float | None:
+        """The loss of the current parameters on the probe batches (the validation loss if just measured).
+
+        ``quick``: on the first probe batch only -- for the run's starting reference and for the save
+        after a signal, which must not keep a stopping job waiting (a paper-size validation takes long
+        on a CPU).
+        """
         h = self.history
         if h["val_step"] and h["val_step"][-1] == self.step and self.probe_batches is self.val_batches:
             return h["val_loss"][-1]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return validation_loss(self.model, self.probe_batches)
+            return validation_loss(self.model, self.probe_batches[:1] if quick else self.probe_batches)
 
-    def save(self, order_state) -> bool:
+    def save(self, order_state, quick: bool = False) -> bool:
         """Write the checkpoint when the state is good (docs/reliability.md); False when it was kept back."""
         self.attempted = self.step
-        loss = self.probe()
+        loss = self.probe(quick)
         good, why = self.watch.judge(loss)
         if good and not _all_finite(self.model):
             good, why = False, "its parameters are not finite"
@@ -467,7 +477,7 @@ class _Loop:
 
         on_disk = self.saved is not None and self.saved[0] == self.step
         if can_save and self.step > 0 and self.attempted != self.step and not on_disk:
-            self.save(order_state)
+            self.save(order_state, quick=True)
         if self.saved is None and self.step == 0:
             where = "nothing was saved (there is nothing to resume): run the same command again to start"
         elif self.saved is None:
