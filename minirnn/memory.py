@@ -19,9 +19,10 @@ import os
 
 from .errors import MinirnnError
 
-#: Largest accepted value of each integer setting (far above any sensible run; they stop typos).
+#: Largest accepted value of each integer setting: far above any sensible run, they stop typos whose
+#: size could not even be estimated; sizes below them are judged by the memory estimate.
 LIMITS = {
-    "hidden": 1 << 16,
+    "hidden": 1 << 20,
     "layers": 64,
     "depth": 64,
     "vocab_size": 1 << 24,
