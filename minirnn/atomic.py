@@ -69,10 +69,7 @@ def stamp_digest(path) -> None:
 def check_digest(path) -> str:
     """'ok' (digest matches), 'bad' (it does not), 'none' (plain HDF5 at byte 0: an older file) or
     'foreign' (neither: another kind of file, for HDF5 to judge)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return "bad"
+    fd = os.open(path, os.O_RDONLY)   # OSError (e.g. no permission) is the caller's to report
     try:
         head = os.pread(fd, USERBLOCK, 0)
         if head.startswith(HDF5_SIGNATURE):
@@ -88,7 +85,14 @@ def check_digest(path) -> str:
 
 
 def _umask() -> int:
-    mask = os.umask(0o022)   # reading the umask means setting it; put it back at once
+    try:  # Linux shows it without changing it (setting it, even briefly, races with other threads)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)   # elsewhere reading the umask means setting it; put it back at once
     os.umask(mask)
     return mask
 

@@ -148,7 +148,10 @@ def _open(path):
         raise MinirnnError(f"checkpoint {path} does not exist; check the path or train a model first with 'minirnn train'")
     if path.is_dir():
         raise MinirnnError(f"checkpoint {path} is a folder; give the .h5 file written by 'minirnn train'")
-    digest = check_digest(path)
+    try:
+        digest = check_digest(path)
+    except OSError as exc:
+        raise MinirnnError(f"cannot read checkpoint {path} ({exc.strerror or exc}); check its permissions") from None
     if digest == "bad":  # checked before HDF5 parses a byte: a damaged file must not reach it
         raise MinirnnError(f"checkpoint {path} is damaged (its SHA-256 does not match its content: changed or "
                            f"corrupted after it was written); {_fix(path)}")

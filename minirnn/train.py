@@ -555,8 +555,9 @@ class _Loop:
         where = (f"the last good checkpoint (step {self.saved[0]}) is intact at {self.out}: continue it with "
                  f"--resume --lr {self.config.lr / 10:g}" if self.saved else
                  f"no checkpoint was written: start again with a lower --lr than {self.config.lr:g}")
+        last, best = _nan_if_none(self.watch.last), _nan_if_none(self.watch.best)
         return MinirnnError(f"training ended at step {self.step} in a state far worse than the best of the run "
-                            f"(its loss {self.watch.last:.4g}, best {self.watch.best:.4g}), so it was not saved; {where}")
+                            f"(its loss {last:.4g}, best {best:.4g}), so it was not saved; {where}")
 
     def result(self, chars: int, seconds: float) -> TrainResult:
         config, model = self.config, self.model

@@ -309,7 +309,10 @@ class Dataset:
         if not path.is_file():
             raise MinirnnError(f"dataset file {path} does not exist; build it first (load_or_build_dataset or the CLI)")
         fix = "delete it and build the dataset again"
-        digest = check_digest(path)
+        try:
+            digest = check_digest(path)
+        except OSError as exc:
+            raise MinirnnError(f"cannot read dataset file {path} ({exc.strerror or exc}); {fix}") from None
         if digest == "bad":  # checked before HDF5 reads a byte of a damaged file
             raise MinirnnError(f"dataset file {path} is damaged (its checksum does not match its content); {fix}")
         try:
