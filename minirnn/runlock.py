@@ -11,8 +11,12 @@ writer that died in the middle of a save (:func:`remove_stale_temps`).
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX (Windows): runs are not locked there
+    fcntl = None
 from pathlib import Path
 
 from .errors import MinirnnError
@@ -74,7 +78,8 @@ class RunLock:
                 raise MinirnnError(f"cannot write {self.what} {self.path} ({exc.strerror or exc} in {self.lock.parent}); "
                                    "choose a writable folder") from None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
             except OSError as exc:
                 os.close(fd)
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
@@ -118,6 +123,8 @@ def remove_stale_temps(path) -> tuple[int, int]:
 
     Returns (files removed, bytes freed).
     """
+    if fcntl is None:  # without a real lock a temporary file may belong to a live writer
+        return 0, 0
     path = Path(path).expanduser()
     prefix = temp_prefix(path)
     count = size = 0
