@@ -82,6 +82,10 @@ class StopSignals:
         finally:
             self._deferring = before
 
+    def hold(self) -> None:
+        """Only record signals from now on (the caller checks :attr:`requested` before it returns)."""
+        self._deferring = True
+
     @property
     def requested(self) -> bool:
         return self.signum is not None

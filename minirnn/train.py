@@ -288,7 +288,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
                 if removed:
                     _say(echo, f"removed {removed} temporary file(s) ({human(freed)}) left by an interrupted "
                                f"save of {out}", err=True)
-                return _train_locked(config, out, stops, resume, progress, echo, overwrite, dataset)
+                result = _train_locked(config, out, stops, resume, progress, echo, overwrite, dataset)
         except Interrupted as exc:
             if not exc.raw:   # already says where the run stopped and what to do
                 raise
@@ -296,6 +296,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
             raise Interrupted(f"interrupted by {signal_name(exc.signum)} before the first step; nothing was saved "
                               "(there is nothing to resume): run the same command again to start",
                               exc.signum) from None
+        if stops.requested:  # arrived while the finished run released its lock: report it, lose nothing
+            raise Interrupted(_after_last_step(stops.signum, result.step, out), stops.signum)
+    return result
+
+
+def _after_last_step(signum: int, step: int, out: Path) -> str:
+    from .signals import signal_name
+
+    return (f"interrupted by {signal_name(signum)} after the last step; the checkpoint at step {step} in {out} "
+            f"is complete: evaluate it with 'minirnn evaluate {out}'")
 
 
 def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress: bool, echo, overwrite: bool,
@@ -307,7 +317,7 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
     from .memory import check_memory
     from .model import INPUT_VOCAB, Model
     from .optim import Adam
-    from .signals import Interrupted, signal_name
+    from .signals import Interrupted
 
     if resume and not out.exists():
         raise MinirnnError(f"there is no checkpoint at {out} to resume; drop --resume to start a new run "
@@ -386,11 +396,9 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
     try:
         stops.check()
         result = loop.result(chars, seconds)
-        stops.check()
+        stops.hold()  # from here to the end of train() a signal is recorded, and train() reports it
     except Interrupted as exc:
-        raise Interrupted(f"interrupted by {signal_name(exc.signum)} after the last step; the checkpoint at step "
-                          f"{loop.step} in {out} is complete: evaluate it with 'minirnn evaluate {out}'",
-                          exc.signum) from None
+        raise Interrupted(_after_last_step(exc.signum, loop.step, out), exc.signum) from None
     return result
 
 

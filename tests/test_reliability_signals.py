@@ -170,3 +170,20 @@ def test_ctrl_c_before_the_first_step_says_there_is_nothing_to_resume(corpus, tm
     assert "before the first step" in result.output and "nothing to resume" in result.output
     assert "continue with --resume" not in result.output
     assert not out.exists()
+
+
+def test_a_signal_during_the_final_test_says_the_checkpoint_is_complete(corpus, tmp_path, monkeypatch):
+    import minirnn.evaluate
+    from minirnn.signals import Interrupted
+
+    real = minirnn.evaluate.evaluate_model
+
+    def interrupted_test(*args, **kw):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(minirnn.evaluate, "evaluate_model", interrupted_test)
+    out = tmp_path / "run.h5"
+    with pytest.raises(Interrupted, match="after the last step; the checkpoint at step 6 .* is complete") as info:
+        train(tiny(corpus, out), progress=False, echo=None)
+    assert info.value.exit_code == 130 and load_checkpoint(out, impl="reference").step == 6
