@@ -60,6 +60,7 @@ class Checkpoint:
     model_config: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)   # one-line remarks for the user (e.g. no checksums)
 
+
 OLD_FILE_NOTE = ("{path} was written without checksums (by an older minirnn), so damage to it cannot be "
                  "detected; save it again (e.g. resume it) to add them")
 
@@ -279,10 +280,7 @@ def load_checkpoint(path, device: str = "cpu", impl: str = "fast") -> Checkpoint
                                **{k: float(opt.attrs[k]) for k in ("lr", "beta1", "beta2", "eps")},
                                "m": _read_group(path, opt["m"], checked), "v": _read_group(path, opt["v"], checked)}
             order_state = {k: int(v) for k, v in f["order"].attrs.items()}
-            vocabulary = _read_group(path, f["vocabulary"], checked)
-            if set(vocabulary) != {"output_words"}:
-                raise _damaged(path, KeyError("vocabulary/output_words"))
-            words = vocabulary["output_words"]
+            words = _read_group(path, f["vocabulary"], checked)["output_words"]
             output_words = [w.decode("ascii") for w in words]
             history = _read_group(path, f["history"], checked)
     except MinirnnError:
