@@ -14,6 +14,12 @@ loss on a fixed subset of the validation split is recorded every
 continues from the checkpoint at ``config.out``: k steps, a resume and n - k
 more steps give the parameters of n uninterrupted steps, bit for bit on the CPU
 (docs/training.md).
+
+Around the loop (docs/reliability.md): the checkpoint is locked for the run
+(:mod:`.runlock`), SIGINT/SIGTERM are recorded and acted on at safe points
+(:mod:`.signals`), a state is saved only when its loss is healthy
+(:mod:`.health`), and sizes are bounded and estimated before allocation
+(:mod:`.memory`).
 """
 from __future__ import annotations
 
