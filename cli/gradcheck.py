@@ -23,12 +23,15 @@ def _tolerance(ctx, param, value):
 @click.command()
 @unit_option
 @depth_option
-@click.option("--layers", type=click.IntRange(1, MAX_SIZE["layers"]), default=2, show_default=True, help="Stacked layers.")
-@click.option("--hidden", type=click.IntRange(1, MAX_SIZE["hidden"]), default=5, show_default=True, help="Units per layer.")
+@click.option("--layers", type=click.IntRange(1, MAX_SIZE["layers"]), default=2, show_default=True,
+              help="Stacked layers.")
+@click.option("--hidden", type=click.IntRange(1, MAX_SIZE["hidden"]), default=5, show_default=True,
+              help="Units per layer.")
 @click.option("--batch", type=click.IntRange(1, MAX_SIZE["batch"]), default=3, show_default=True)
 @click.option("--time", "time_steps", type=click.IntRange(1, MAX_SIZE["time"]), default=6, show_default=True,
               help="Sequence length.")
-@click.option("--vocab", type=click.IntRange(3, MAX_SIZE["vocab"]), default=11, show_default=True, help="Output classes.")
+@click.option("--vocab", type=click.IntRange(3, MAX_SIZE["vocab"]), default=11, show_default=True,
+              help="Output classes.")
 @click.option("--max-entries", type=click.IntRange(1, 1 << 20), default=40, show_default=True,
               help="Entries sampled per tensor (all when the tensor is smaller).")
 @click.option("--impl", type=click.Choice(["fast", "reference"]), default="fast", show_default=True,

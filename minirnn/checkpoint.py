@@ -152,7 +152,8 @@ def _open(path):
     try:
         digest = check_digest(path)
     except OSError as exc:
-        raise MinirnnError(f"cannot read checkpoint {path} ({exc.strerror or exc}); check its permissions") from None
+        raise MinirnnError(f"cannot read checkpoint {path} ({exc.strerror or exc}); check its "
+                           "permissions") from None
     if digest == "bad":  # checked before HDF5 parses a byte: a damaged file must not reach it
         raise MinirnnError(f"checkpoint {path} is damaged (its SHA-256 does not match its content: changed or "
                            f"corrupted after it was written); {_fix(path)}")

@@ -291,7 +291,8 @@ class Dataset:
             f.create_dataset("chars", data=self.chars, **CHECKED)
             f.create_dataset("targets", data=self.targets, **CHECKED)
             f.create_dataset("offsets", data=self.offsets.astype(np.int64), **CHECKED)
-            f.create_dataset("output_words", data=np.array([w.encode("ascii") for w in self.output_words]), **CHECKED)
+            f.create_dataset("output_words", data=np.array([w.encode("ascii") for w in self.output_words]),
+                             **CHECKED)
             f.create_dataset("output_counts", data=self.output_counts.astype(np.int64), **CHECKED)
             f.create_dataset("input_symbols", data=np.array([s.encode("ascii") for s in INPUT_SYMBOLS]), **CHECKED)
             group = f.create_group("split")

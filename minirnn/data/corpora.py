@@ -307,7 +307,8 @@ def _read_bounded(path: Path) -> bytes:
         with open(path, "rb") as f:
             data = f.read(MAX_CORPUS_BYTES + 1)  # the size on disk may lie (a file still growing)
     except OSError as exc:
-        raise MinirnnError(f"cannot read corpus file {path} ({exc.strerror or exc}); check the file and its permissions") from None
+        raise MinirnnError(f"cannot read corpus file {path} ({exc.strerror or exc}); check the file and its "
+                           "permissions") from None
     if len(data) > MAX_CORPUS_BYTES:
         raise MinirnnError(_too_big(path, max(len(data), path.stat().st_size)))
     return data
