@@ -69,6 +69,11 @@ def connectivity(checkpoint, text, at, word, occurrence, scale, color, html_path
     ck = load_for_analysis(checkpoint, device)
     vocab = analysis.Vocabulary(ck.output_words, int(ck.model.params["dense.b"].shape[0]))
     enc = analysis.encode_text(text)
+    if at is not None and not -len(enc) <= at < len(enc):  # report the position as given, not shifted
+        from minirnn.errors import MinirnnError
+
+        raise MinirnnError(f"--at {at} is outside the text: positions run from 0 (the leading space) to "
+                           f"{len(enc) - 1}, or from -{len(enc)} to -1 counted from the end")
     res = analysis.connectivity(ck.model, vocab, enc, at=at, word=word, occurrence=occurrence)
 
     if as_json:

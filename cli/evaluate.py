@@ -16,18 +16,31 @@ import click
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True,
               help="Where to compute (auto: the GPU when usable, else the CPU).")
 @click.option("--impl", type=click.Choice(["fast", "reference"]), default="fast", show_default=True)
+@click.option("--corpus", default=None,
+              help="The training corpus, when its file has moved since training (default: the checkpoint's).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
-def evaluate(checkpoint, split, limit, batch_size, as_json, device, impl, progress):
+def evaluate(checkpoint, split, limit, batch_size, as_json, device, impl, corpus, progress):
     """Cross-entropy, accuracy and top-1/2/3 accuracy by letters seen, as published.
 
-    CHECKPOINT is the .h5 file written by 'minirnn train' (or its 'minirnn export').
+    CHECKPOINT is the .h5 file written by 'minirnn train', or a .safetensors file
+    written by 'minirnn export'.
     """
+    from minirnn.checkpoint import OLD_FILE_NOTE, peek_checkpoint
     from minirnn.distributed import RankStopped, context
     from minirnn.evaluate import evaluate_checkpoint, format_metrics
+    from minirnn.export import is_safetensors, read_export
 
+    if is_safetensors(checkpoint):
+        ck = read_export(checkpoint)
+        info = {"config": ck.config, "extra": ck.extra, "checksums": True}
+    else:
+        info = peek_checkpoint(checkpoint)
+    if not info["checksums"] and context().is_root:
+        click.echo(OLD_FILE_NOTE.format(path=checkpoint), err=True)
     try:
+        dataset = _dataset(checkpoint, info, corpus, progress and not as_json)
         result = evaluate_checkpoint(checkpoint, split=split, device=device, limit=limit, batch_size=batch_size,
-                                     impl=impl, progress=progress and not as_json)
+                                     impl=impl, progress=progress and not as_json, dataset=dataset)
     except RankStopped:     # under mpiexec: rank 0 prints the one line, the other ranks stop quietly
         raise SystemExit(1) from None
     if not context().is_root:
@@ -38,3 +51,37 @@ def evaluate(checkpoint, split, limit, batch_size, as_json, device, impl, progre
         click.echo(json.dumps(result, indent=2, allow_nan=True))
     else:
         click.echo(format_metrics(result))
+
+
+def _dataset(checkpoint, info: dict, corpus, progress: bool):
+    """The dataset to evaluate on: from --corpus, from the cache when the corpus file has moved, or None
+    (then evaluate_checkpoint rebuilds it from the checkpoint's own corpus)."""
+    from pathlib import Path
+
+    from minirnn.data import cached_dataset, load_or_build_dataset
+    from minirnn.errors import MinirnnError
+    from minirnn.train import DEFAULT_DATA_SEED
+
+    cfg, extra = info["config"], info["extra"]
+    try:
+        sizes = (int(cfg["vocab_size"]), int(cfg["max_length"]), int(cfg.get("data_seed", DEFAULT_DATA_SEED)))
+    except (KeyError, TypeError, ValueError):
+        return None  # not a 'minirnn train' checkpoint: evaluate_checkpoint says what is missing
+    sha = extra.get("corpus_sha256")
+    if corpus is not None:
+        dataset = load_or_build_dataset(corpus, *sizes, progress=progress)
+        if sha and dataset.corpus_sha256 != sha:
+            raise MinirnnError(f"corpus {corpus} is not the text checkpoint {checkpoint} was trained on (its "
+                               f"checksum differs); give the training corpus with --corpus")
+        return dataset
+    named = cfg.get("corpus", "builtin")
+    if named in ("builtin", "text8"):
+        return None
+    paths = [Path(named).expanduser()] + ([Path(extra["corpus_path"])] if extra.get("corpus_path") else [])
+    if any(p.exists() for p in paths):
+        return None
+    dataset = cached_dataset(sha, *sizes) if sha else None
+    if dataset is None:
+        raise MinirnnError(f"the corpus file {paths[-1]} that checkpoint {checkpoint} was trained on no longer "
+                           "exists; give its new location with --corpus PATH")
+    return dataset

@@ -52,7 +52,10 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MinirnnError as exc:
-            raise click.ClickException(str(exc)) from None
+            error = click.ClickException(str(exc))
+            # an interrupted run exits like a process stopped by that signal would (130 SIGINT, 143 SIGTERM)
+            error.exit_code = getattr(exc, "exit_code", error.exit_code)
+            raise error from None
 
 
 @click.group(cls=LazyGroup)

@@ -61,13 +61,16 @@ def train(unit, preset, hidden, layers, depth, vocab_size, max_length, batch_siz
                      batch_size=batch_size, lr=lr, steps=steps, epochs=epochs, seed=seed, corpus=corpus,
                      dtype=dtype, outer_tanh=outer_tanh, eval_every=eval_every, eval_batches=eval_batches,
                      checkpoint_every=checkpoint_every)
+    from pathlib import Path
+
+    from minirnn.errors import MinirnnError
+
     apply_precision(precision, device)
+    if out is not None and not out.strip():  # "" must not silently become the default path
+        raise MinirnnError("--out is empty; give a file name such as runs/my-run.h5, or leave --out out for "
+                           f"{default_out(unit, preset or 'demo')}")
     out = out or default_out(unit, preset or "demo")
     if resume:
-        from pathlib import Path
-
-        from minirnn.errors import MinirnnError
-
         if not Path(out).expanduser().exists():
             raise MinirnnError(f"there is no checkpoint at {out} to resume; drop --resume to start a new run "
                                "or give the run's --out")

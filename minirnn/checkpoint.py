@@ -17,21 +17,29 @@ a checkpoint written on a GPU opens on a machine without one.  Saving writes a
 temporary file ``<name>.tmp-XXXX`` in the same folder, flushes and fsyncs it,
 then renames it over the old file with ``os.replace``: a crash or a full disk
 never leaves a half-written checkpoint under the real name.
+
+The file's first 512 bytes (an HDF5 user block) hold the SHA-256 of the rest of
+the file, and every dataset carries an HDF5 Fletcher-32 checksum; loading
+verifies both (the digest before HDF5 reads a byte) and also refuses non-finite
+parameters or moments, a parameter of the wrong dtype and an inconsistent step,
+so damaged content is never used silently.  Checkpoints written before the
+checksums existed still load, with a note (``Checkpoint.notes``).
 """
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_hdf5
+from .atomic import CHECKED, atomic_hdf5, check_digest
 from .errors import MinirnnError
 
 FORMAT = "minirnn-checkpoint"
 FORMAT_VERSION = 1
+# the groups holding datasets, in the order they are created
+DATA_GROUPS = ("params", "optimizer", "optimizer/m", "optimizer/v", "vocabulary", "history")
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Checkpoint", "save_checkpoint", "load_checkpoint", "peek_checkpoint"]
 
@@ -50,6 +58,11 @@ class Checkpoint:
     extra: dict = field(default_factory=dict)
     path: Path | None = None
     model_config: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)   # one-line remarks for the user (e.g. no checksums)
+
+
+OLD_FILE_NOTE = ("{path} was written without checksums (by an older minirnn), so damage to it cannot be "
+                 "detected; save it again (e.g. resume it) to add them")
 
 
 # ----------------------------------------------------------------------------- saving
@@ -84,30 +97,24 @@ def _write(f, model, optimizer, step, order_state, config, output_words, history
     f.attrs["dtype"] = str(dtype)
     f.attrs["extra"] = _json(dict(extra or {}))
 
-    group = f.create_group("params")
-    for name, value in params.items():
-        group.create_dataset(name, data=value)
-
     state = optimizer.state_dict()
-    opt = f.create_group("optimizer")
+    arrays = {f"params/{name}": value for name, value in params.items()}
+    for key in ("m", "v"):
+        arrays.update({f"optimizer/{key}/{name}": value for name, value in state[key].items()})
+    arrays["vocabulary/output_words"] = np.array([w.encode("ascii") for w in output_words], dtype=bytes)
+    arrays.update({f"history/{key}": np.asarray(values) for key, values in dict(history).items()})
+    for group in DATA_GROUPS:
+        f.create_group(group)
+    for name, value in arrays.items():
+        f.create_dataset(name, data=value, **CHECKED)
+
+    opt = f["optimizer"]
     opt.attrs["t"] = np.int64(state["t"])
     for key in ("lr", "beta1", "beta2", "eps"):
         opt.attrs[key] = np.float64(state[key])
-    for key in ("m", "v"):
-        moments = opt.create_group(key)
-        for name, value in state[key].items():
-            moments.create_dataset(name, data=value)
-
     order = f.create_group("order")
     for key, value in dict(order_state).items():
         order.attrs[key] = np.int64(value)
-
-    vocab = f.create_group("vocabulary")
-    vocab.create_dataset("output_words", data=np.array([w.encode("ascii") for w in output_words], dtype=bytes))
-
-    hist = f.create_group("history")
-    for key, values in dict(history).items():
-        hist.create_dataset(key, data=np.asarray(values))
 
 
 def save_checkpoint(path, model, optimizer, *, step: int, order_state: dict, config: dict, output_words,
@@ -143,22 +150,34 @@ def _open(path):
     if path.is_dir():
         raise MinirnnError(f"checkpoint {path} is a folder; give the .h5 file written by 'minirnn train'")
     try:
+        digest = check_digest(path)
+    except OSError as exc:
+        raise MinirnnError(f"cannot read checkpoint {path} ({exc.strerror or exc}); check its "
+                           "permissions") from None
+    if digest == "bad":  # checked before HDF5 parses a byte: a damaged file must not reach it
+        raise MinirnnError(f"checkpoint {path} is damaged (its SHA-256 does not match its content: changed or "
+                           f"corrupted after it was written); {_fix(path)}")
+    try:
         f = h5py.File(path, "r")
     except OSError:
         raise MinirnnError(f"{path} is not a readable HDF5 file (corrupt, truncated or another kind of file); "
                            f"{_fix(path)}") from None
-    fmt = f.attrs.get("format")
+    try:
+        fmt = f.attrs.get("format")
+        version = int(f.attrs.get("format_version", -1))
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        f.close()
+        raise _damaged(path, exc) from None
     if isinstance(fmt, bytes):
         fmt = fmt.decode("ascii", "replace")
     if fmt != FORMAT:
         f.close()
         raise MinirnnError(f"{path} is an HDF5 file but not a minirnn checkpoint; {_fix(path)}")
-    version = int(f.attrs.get("format_version", -1))
     if version != FORMAT_VERSION:
         f.close()
         raise MinirnnError(f"{path} has checkpoint format version {version}, this minirnn reads {FORMAT_VERSION}; "
                            "use the minirnn version that wrote it")
-    return path, f
+    return path, f, digest == "ok"
 
 
 def _damaged(path: Path, exc: BaseException) -> MinirnnError:
@@ -171,52 +190,107 @@ def _str_attr(value) -> str:
 
 
 def peek_checkpoint(path) -> dict:
-    """The run configuration, model configuration and step of a checkpoint, without loading arrays."""
-    path, f = _open(path)
+    """The run configuration, model configuration, step and extra of a checkpoint, without loading arrays.
+
+    ``checksums`` says whether the file carries checksums (older files do not).
+    """
+    path, f, checked = _open(path)
     try:
         with f:
             return {"config": json.loads(_str_attr(f.attrs["config"])),
                     "model_config": json.loads(_str_attr(f.attrs["model_config"])),
-                    "step": int(f.attrs["step"]), "dtype": _str_attr(f.attrs["dtype"])}
+                    "step": int(f.attrs["step"]), "dtype": _str_attr(f.attrs["dtype"]),
+                    "extra": json.loads(_str_attr(f.attrs.get("extra", "{}"))),
+                    "checksums": checked}
     except MinirnnError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise _damaged(path, exc) from None
 
 
-def _read_group(group) -> dict:
-    return {name: np.array(group[name][()]) for name in group}
+def _read_group(path: Path, group, checked: bool) -> dict:
+    """Every dataset of a group; with ``checked``, each must carry its checksum (HDF5 verifies it on read)."""
+    import h5py
+
+    out = {}
+    for name in group:
+        dataset = group[name]
+        if not isinstance(dataset, h5py.Dataset):
+            if isinstance(dataset, h5py.Group):
+                continue   # a subgroup (optimizer/m, optimizer/v): read on its own
+            raise _damaged(path, ValueError(f"{group.name}/{name} is not a dataset"))
+        if checked and not dataset.fletcher32:
+            raise _damaged(path, ValueError(f"{dataset.name} has no checksum"))
+        try:
+            out[name] = np.array(dataset[()])
+        except OSError:
+            raise _damaged(path, ValueError(f"{dataset.name} fails its checksum or cannot be read")) from None
+    return out
+
+
+def _check_arrays(path: Path, dtype: str, params: dict, optimizer_state: dict) -> None:
+    """Refuse what a damaged or hand-edited file could hold: another dtype, NaN or infinity."""
+    if dtype not in ("float32", "float64"):
+        raise _damaged(path, ValueError(f"dtype attribute {dtype!r} is neither float32 nor float64"))
+    for where, arrays in (("params", params), ("optimizer/m", optimizer_state["m"]),
+                          ("optimizer/v", optimizer_state["v"])):
+        for name, value in arrays.items():
+            if value.dtype != np.dtype(dtype):
+                raise _damaged(path, ValueError(f"{where}/{name} has dtype {value.dtype}, expected {dtype}"))
+            if not np.isfinite(value).all():
+                raise _damaged(path, ValueError(f"{where}/{name} holds NaN or infinite values (saved from a "
+                                                "diverged run?)"))
+
+
+def _check_counters(path: Path, step: int, optimizer_state: dict, order_state: dict, history: dict) -> None:
+    t = optimizer_state["t"]
+    if step < 0 or t < 0:
+        raise _damaged(path, ValueError(f"negative step ({step}) or optimizer step ({t})"))
+    if t > step:  # minirnn train saves t == step; other writers may save an untrained optimizer (t = 0)
+        raise _damaged(path, ValueError(f"step {step} but the optimizer took {t} steps"))
+    steps = history.get("train_step")
+    if steps is not None and steps.size and int(steps[-1]) != step:
+        raise _damaged(path, ValueError(f"step {step} but the history ends at step {int(steps[-1])}"))
+    if any(int(v) < 0 for v in order_state.values()):
+        raise _damaged(path, ValueError("negative batch order state"))
 
 
 def load_checkpoint(path, device: str = "cpu", impl: str = "fast") -> Checkpoint:
     """Read a checkpoint and rebuild its model on ``device`` ('cpu' or 'gpu').
 
     Raises :class:`MinirnnError` (one line) for a missing, corrupt, truncated or
-    foreign file.
+    foreign file, a failed checksum, non-finite or mistyped arrays and an
+    inconsistent step.
     """
     from .model import Model
 
-    path, f = _open(path)
+    path, f, checked = _open(path)
+    notes = []
     try:
         with f:
+            if not checked:
+                notes.append(OLD_FILE_NOTE.format(path=path))
             step = int(f.attrs["step"])
             config = json.loads(_str_attr(f.attrs["config"]))
             model_config = json.loads(_str_attr(f.attrs["model_config"]))
             extra = json.loads(_str_attr(f.attrs.get("extra", "{}")))
             dtype = _str_attr(f.attrs["dtype"])
-            params = _read_group(f["params"])
+            params = _read_group(path, f["params"], checked)
             opt = f["optimizer"]
             optimizer_state = {"t": int(opt.attrs["t"]),
                                **{k: float(opt.attrs[k]) for k in ("lr", "beta1", "beta2", "eps")},
-                               "m": _read_group(opt["m"]), "v": _read_group(opt["v"])}
+                               "m": _read_group(path, opt["m"], checked), "v": _read_group(path, opt["v"], checked)}
             order_state = {k: int(v) for k, v in f["order"].attrs.items()}
-            output_words = [w.decode("ascii") for w in f["vocabulary/output_words"][()]]
-            history = _read_group(f["history"])
+            words = _read_group(path, f["vocabulary"], checked)["output_words"]
+            output_words = [w.decode("ascii") for w in words]
+            history = _read_group(path, f["history"], checked)
     except MinirnnError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeDecodeError) as exc:
         raise _damaged(path, exc) from None
 
+    _check_arrays(path, dtype, params, optimizer_state)
+    _check_counters(path, step, optimizer_state, order_state, history)
     known = {"unit", "hidden", "layers", "depth", "input_vocab", "output_vocab", "embedding_size", "seed",
              "outer_tanh"}
     try:
@@ -235,5 +309,4 @@ def load_checkpoint(path, device: str = "cpu", impl: str = "fast") -> Checkpoint
     order_state = {"epoch": order_state["epoch"], "position": order_state["position"]}
     return Checkpoint(model=model, optimizer_state=optimizer_state, step=step, order_state=order_state,
                       config=config, output_words=output_words, history=history, extra=extra, path=path,
-                      model_config=model_config)
-
+                      model_config=model_config, notes=notes)

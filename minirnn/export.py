@@ -198,11 +198,15 @@ def export_model(path, model, output_words, *, layout: str = "minirnn", config: 
 
 def _refuse_hdf5(path: Path) -> None:
     """Never replace an HDF5 file (a checkpoint, with its training state) by an export."""
+    from .atomic import DIGEST_MAGIC, USERBLOCK
+
     try:
         with open(path, "rb") as f:
-            is_hdf5 = f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+            head = f.read(USERBLOCK + len(HDF5_SIGNATURE))
     except OSError:
         return
+    # plain HDF5, or a checkpoint with its digest in the user block (HDF5 then starts at byte 512)
+    is_hdf5 = head.startswith((HDF5_SIGNATURE, DIGEST_MAGIC)) or head[USERBLOCK:].startswith(HDF5_SIGNATURE)
     if is_hdf5:
         raise MinirnnError(f"{path} is an HDF5 file (a checkpoint?); exporting over it would lose it: give the "
                            f"export another name, such as {path.with_suffix(SUFFIX).name}")

@@ -14,9 +14,20 @@ loss on a fixed subset of the validation split is recorded every
 continues from the checkpoint at ``config.out``: k steps, a resume and n - k
 more steps give the parameters of n uninterrupted steps, bit for bit on the CPU
 (docs/training.md).
+
+Around the loop (docs/reliability.md): the checkpoint is locked for the run
+(:mod:`.runlock`), SIGINT/SIGTERM are recorded and acted on at safe points
+(:mod:`.signals`), a state is saved only when its loss is healthy
+(:mod:`.health`), and sizes are bounded and estimated before allocation
+(:mod:`.memory`).
+
+Under ``mpiexec`` every rank runs ``train`` and the ranks train one model data
+parallel (:mod:`.distributed`, docs/distributed.md); the hooks are marked
+``# distributed:``.  Rank 0 alone holds the lock, prints and writes checkpoints.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -131,8 +142,17 @@ class TrainConfig:
             raise MinirnnError(f"unknown dtype {self.dtype!r}; choose float32 or float64")
         if self.impl not in ("fast", "reference"):
             raise MinirnnError(f"unknown implementation {self.impl!r}; choose fast or reference")
-        if not self.out:
-            raise MinirnnError("give the checkpoint path (--out)")
+        if self.out is None or not str(self.out).strip():
+            raise MinirnnError("give the checkpoint path (--out), e.g. --out runs/my-run.h5")
+        for name in ("seed", "data_seed", "max_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise MinirnnError(f"{name} must be a non-negative integer, got {value!r}")
+        from .memory import LIMITS, check_limit
+
+        for name in LIMITS:
+            if hasattr(self, name):
+                check_limit(name, getattr(self, name))
 
 
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -240,11 +260,18 @@ def _check_resume(config: TrainConfig, stored: dict, path: Path) -> None:
                 f"{name}={getattr(config, name)!r}; resume with the same settings or choose another --out")
 
 
-def _diverged(step: int, loss, config: TrainConfig, saved_step: int | None) -> MinirnnError:
-    where = (f"the last good checkpoint (step {saved_step}) is intact at {config.out}" if saved_step
-             else "no checkpoint was written")
-    return MinirnnError(f"training diverged at step {step} (loss {loss}); {where}; "
-                        f"try a lower --lr than {config.lr:g}")
+def _diverged(step: int, loss, config: TrainConfig, out: Path, saved: tuple | None) -> MinirnnError:
+    lower = f"{config.lr / 10:g}"
+    if saved:
+        where = (f"the last good checkpoint (step {saved[0]}, loss {saved[1]:.4g}) is intact at {out}: continue it "
+                 f"with --resume --lr {lower}, or start again with a lower --lr")
+    else:
+        where = f"no checkpoint was written; start again with a lower --lr (e.g. {lower})"
+    return MinirnnError(f"training diverged at step {step} (loss {loss}); {where}")
+
+
+def _resume_hint(config: TrainConfig, out: Path) -> str:
+    return f"minirnn train --unit {config.unit} --out {out} --resume"
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -260,23 +287,66 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     ``overwrite``: replace an existing checkpoint at ``config.out`` when not resuming.
     ``dataset``: an already built :class:`~minirnn.data.Dataset` matching the config (tests, notebooks).
 
-    Under ``mpiexec`` every rank calls this with the same config and the ranks
-    train one model data-parallel: rank 0 alone prints and writes checkpoints
-    (minirnn/distributed.py, docs/distributed.md).
-    """
-    from .backend import resolve_device
-    from .checkpoint import load_checkpoint, save_checkpoint
-    from .data import BatchOrder, load_or_build_dataset
-    from .model import INPUT_VOCAB, Model
-    from .optim import Adam
+    The checkpoint is locked for the whole call (a second run on it is refused,
+    docs/reliability.md).  SIGINT and SIGTERM stop the run at the next safe
+    point: the last completed step is saved and :class:`~minirnn.signals.Interrupted`
+    (a MinirnnError with ``exit_code`` 130 or 143) says how to resume.
 
+    Under ``mpiexec`` every rank calls this with the same config and the ranks
+    train one model data-parallel: rank 0 alone locks, prints and writes
+    checkpoints (minirnn/distributed.py, docs/distributed.md).
+    """
+    from .memory import human
+    from .runlock import RunLock, check_writable_folder, remove_stale_temps
+    from .signals import Interrupted, StopSignals, signal_name
+
+    config.validate()
     ctx = distributed.context()                                   # distributed: start (one process: no-op)
     ctx.handshake("configuration", {**config.to_dict(), "resume": bool(resume), "overwrite": bool(overwrite)},
                   device=config.device, nccl=True)
     if not ctx.is_root:
         progress, echo = False, None
-    config.validate()
-    out = Path(config.out).expanduser()
+    out = check_writable_folder(config.out, "checkpoint")
+    with StopSignals() as stops:
+        try:
+            # distributed: rank 0 alone writes the checkpoint, so it alone holds the lock
+            with RunLock(out, what="checkpoint") if ctx.is_root else contextlib.nullcontext():
+                removed, freed = remove_stale_temps(out) if ctx.is_root else (0, 0)
+                if removed:
+                    _say(echo, f"removed {removed} temporary file(s) ({human(freed)}) left by an interrupted "
+                               f"save of {out}", err=True)
+                result = _train_locked(config, out, stops, resume, progress, echo, overwrite, dataset, ctx)
+        except Interrupted as exc:
+            if not exc.raw:   # already says where the run stopped and what to do
+                raise
+            # raised by the handler itself: only before the steps begin, when nothing can be lost
+            raise Interrupted(f"interrupted by {signal_name(exc.signum)} before the first step; nothing was saved "
+                              "(there is nothing to resume): run the same command again to start",
+                              exc.signum) from None
+        if stops.requested:  # arrived while the finished run released its lock: report it, lose nothing
+            raise ctx.quiet(Interrupted(_after_last_step(stops.signum, result.step, out), stops.signum))
+    ctx.finish()                                                  # distributed: end of the collective part
+    return result
+
+
+def _after_last_step(signum: int, step: int, out: Path) -> str:
+    from .signals import signal_name
+
+    return (f"interrupted by {signal_name(signum)} after the last step; the checkpoint at step {step} in {out} "
+            f"is complete: evaluate it with 'minirnn evaluate {out}'")
+
+
+def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress: bool, echo, overwrite: bool,
+                  dataset, ctx) -> TrainResult:
+    from .backend import resolve_device
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .data import BatchOrder, load_or_build_dataset
+    from .health import LossWatch
+    from .memory import check_memory
+    from .model import INPUT_VOCAB, Model
+    from .optim import Adam
+    from .signals import Interrupted
+
     if resume and not out.exists():
         raise MinirnnError(f"there is no checkpoint at {out} to resume; drop --resume to start a new run "
                            "or give the run's --out")
@@ -293,11 +363,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     device, note = resolve_device(config.device)
     if note:
         _say(echo, note, err=True)
+    # the recurrent part alone already tells a typo such as --hidden 100000 (before a long dataset build)
+    check_memory(config.unit, config.hidden, config.layers, config.depth, 3, config.batch_size,
+                 config.max_length, config.dtype, device)
 
     if dataset is None:                     # distributed: rank 0 first (a download or cache is made once)
         dataset = ctx.root_first(load_or_build_dataset, config.corpus, config.vocab_size, config.max_length,
                                  config.data_seed, progress=progress)
-    elif (int(dataset.vocab_size), int(dataset.max_length), int(dataset.seed)) != (
+    stops.check()  # a signal whose exception a finalizer swallowed during the build
+    if (int(dataset.vocab_size), int(dataset.max_length), int(dataset.seed)) != (
             config.vocab_size, config.max_length, config.data_seed):
         raise MinirnnError(f"the dataset given was built with vocab_size={dataset.vocab_size}, "
                            f"max_length={dataset.max_length}, seed={dataset.seed}, but the run asks for "
@@ -306,119 +380,245 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     if len(train_idx) == 0:
         raise MinirnnError(f"the corpus {config.corpus!r} gives no training observations; use a larger corpus "
                            "or a smaller --max-length")
+    need = check_memory(config.unit, config.hidden, config.layers, config.depth, len(dataset.output_words),
+                        config.batch_size, config.max_length, config.dtype, device)
+    _check_disk(out, need["count"], config.dtype)
 
-    if resume:
-        ck = load_checkpoint(out, device=device, impl=config.impl)
-        sha = ck.extra.get("corpus_sha256")
-        if sha and sha != dataset.corpus_sha256:
-            raise MinirnnError(f"checkpoint {out} was trained on another corpus ({ck.extra.get('corpus_name')}); "
-                               "resume with the same --corpus or choose another --out")
-        if ck.output_words != list(dataset.output_words):
-            raise MinirnnError(f"checkpoint {out} was trained with another output vocabulary (a different corpus or "
-                               "--vocab-size); resume with the same corpus or choose another --out")
-        model = ck.model
-        optimizer = Adam(model.params, lr=config.lr, fused=config.impl == "fast")
-        optimizer.load_state_dict(ck.optimizer_state)
-        optimizer.lr = float(config.lr)  # a resumed run may lower the learning rate
-        order = BatchOrder.from_state(ck.order_state, len(train_idx), config.batch_size, config.seed)
-        step = ck.step
-        history = {k: list(v) for k, v in ck.history.items()}
-        saved_step = step
-    else:
-        model = Model(config.unit, hidden=config.hidden, layers=config.layers, depth=config.depth,
-                      input_vocab=INPUT_VOCAB, output_vocab=len(dataset.output_words), seed=config.seed,
-                      device=device, dtype=config.dtype, impl=config.impl, outer_tanh=config.outer_tanh)
-        optimizer = Adam(model.params, lr=config.lr, fused=config.impl == "fast")
-        order = BatchOrder(len(train_idx), config.batch_size, config.seed)
-        step = 0
-        history = {}
-        saved_step = None
-    for key in ("train_step", "train_epoch", "train_loss", "val_step", "val_loss"):
-        history.setdefault(key, [])
-
-    total = config.steps if config.steps is not None else config.epochs * order.steps_per_epoch
-    val_batches = _validation_batches(dataset, config)
-    extra = {"corpus_name": dataset.corpus_name, "corpus_sha256": dataset.corpus_sha256, "device": device,
-             "corpus_path": _corpus_path(config.corpus),
-             "impl": config.impl, "most_frequent_target": int(dataset.most_frequent_target())}
-
-    def snapshot():
-        return {k: np.asarray(v, dtype=np.int64 if k in ("train_step", "train_epoch", "val_step") else np.float64)
-                for k, v in history.items()}
-
-    def write(order_state):
-        if not _all_finite(model):
-            raise _diverged(step, "finite, but the parameters are not", config, saved_step)
-        save_checkpoint(out, model, optimizer, step=step, order_state=order_state, config=config.to_dict(),
-                        output_words=dataset.output_words, history=snapshot(), extra=extra)
-
-    def save(order_state):
-        nonlocal saved_step
-        ctx.on_root(write, order_state)                            # distributed: rank 0 writes
-        saved_step = step
-
-    ctx.started(dataset, device)              # distributed: end of the start (shared errors), same data everywhere
-    _say(echo, f"training {config.unit} ({config.preset or 'custom'}): {model.parameter_counts()['total']:,} "
-               f"parameters, {len(train_idx):,} training observations, {order.steps_per_epoch:,} steps per epoch, "
-               f"{max(total - step, 0):,} steps to go on {device} ({config.impl}, {config.dtype})", err=True)
-
-    start_step, chars, started = step, 0, time.perf_counter()
-    done_order = order.state()
-    in_update = False
+    with stops.deferred():  # from here on a signal is only recorded; the loop stops at a safe point
+        if resume:
+            ck = load_checkpoint(out, device=device, impl=config.impl)
+            for line in ck.notes:
+                _say(echo, line, err=True)
+            sha = ck.extra.get("corpus_sha256")
+            if sha and sha != dataset.corpus_sha256:
+                raise MinirnnError(f"checkpoint {out} was trained on another corpus ({ck.extra.get('corpus_name')}); "
+                                   "resume with the same --corpus or choose another --out")
+            if ck.output_words != list(dataset.output_words):
+                raise MinirnnError(f"checkpoint {out} was trained with another output vocabulary (a different "
+                                   "corpus or --vocab-size); resume with the same corpus or choose another --out")
+            model = ck.model
+            optimizer = Adam(model.params, lr=config.lr, fused=config.impl == "fast")
+            optimizer.load_state_dict(ck.optimizer_state)
+            optimizer.lr = float(config.lr)  # a resumed run may lower the learning rate
+            order = BatchOrder.from_state(ck.order_state, len(train_idx), config.batch_size, config.seed)
+            step = ck.step
+            history = {k: list(v) for k, v in ck.history.items()}
+        else:
+            model = Model(config.unit, hidden=config.hidden, layers=config.layers, depth=config.depth,
+                          input_vocab=INPUT_VOCAB, output_vocab=len(dataset.output_words), seed=config.seed,
+                          device=device, dtype=config.dtype, impl=config.impl, outer_tanh=config.outer_tanh)
+            optimizer = Adam(model.params, lr=config.lr, fused=config.impl == "fast")
+            order = BatchOrder(len(train_idx), config.batch_size, config.seed)
+            step = 0
+            history = {}
+        for key in ("train_step", "train_epoch", "train_loss", "val_step", "val_loss"):
+            history.setdefault(key, [])
+        loop = _Loop(config, out, model, optimizer, order, dataset, train_idx, step, history, device, echo,
+                     save_checkpoint, LossWatch(), ctx)
+        reference = loop.probe(quick=True)
+        loop.watch.judge(reference)   # the loss of the initial (or loaded) parameters is the first reference
+        if resume:
+            loop.saved = (step, _nan_if_none(reference))
+        ctx.started(dataset, device)          # distributed: end of the start (shared errors), same data everywhere
+        chars, seconds = loop.run(stops, progress)
+    # the checkpoint is complete: a signal may now stop the final evaluation at once
     try:
-        with _progress_bar(progress, max(total - step, 0), f"{config.unit}") as bar:
-            while step < total:
-                epoch, _, idx = next(order)
-                source, target = dataset.batch(train_idx[idx])
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is caught below
-                    loss, grads = ctx.loss_and_grads(model, source, target)   # distributed: summed over ranks
-                if not math.isfinite(loss):
-                    raise ctx.agreed(_diverged(step + 1, loss, config, saved_step))
-                in_update = True
-                optimizer.step(grads)
-                step += 1
-                done_order = order.state()
-                in_update = False
-                chars += int(np.count_nonzero(source))
-                history["train_step"].append(step)
-                history["train_epoch"].append(epoch)
-                history["train_loss"].append(float(loss))
-                if config.eval_every and val_batches and (step % config.eval_every == 0 or step == total):
-                    v = validation_loss(model, ctx.shard(val_batches), ctx.sum)
-                    if v is not None:
-                        if not math.isfinite(v):
-                            raise ctx.agreed(_diverged(step, f"{v} on validation", config, saved_step))
-                        history["val_step"].append(step)
-                        history["val_loss"].append(v)
-                if step == total or (config.checkpoint_every and step % config.checkpoint_every == 0):
-                    save(done_order)
-                elapsed = time.perf_counter() - started
-                val = f" val {history['val_loss'][-1]:.3f}" if history["val_loss"] else ""
-                bar.update(1, f"step {step} loss {loss:.3f}{val} {chars / max(elapsed, 1e-9):,.0f} chars/s")
-    except KeyboardInterrupt:
-        if ctx.size == 1 and not in_update and step > start_step and saved_step != step:
-            save(done_order)     # distributed: no save (ranks may be mid-collective); the job is aborted
-        where = f"checkpoint at step {saved_step} in {out}" if saved_step else "no checkpoint was written"
-        raise ctx.quiet(MinirnnError(f"interrupted at step {step}; {where}; continue with --resume")) from None
-    if saved_step != step:  # nothing left to do (e.g. resuming a finished run), or total == 0
-        save(order.state())
-    seconds = time.perf_counter() - started
-
-    hist = snapshot()
-    recent = hist["train_loss"][-50:]
-    result = TrainResult(checkpoint_path=out, history=hist, step=step,
-                         train_loss=float(recent.mean()) if recent.size else None,
-                         val_loss=float(hist["val_loss"][-1]) if hist["val_loss"].size else None,
-                         seconds=seconds, chars_per_second=chars / seconds if seconds > 0 else 0.0,
-                         device=device, config=config, dataset=dataset, model=model)
-    if config.final_test and len(dataset.split("test")):
-        from .evaluate import evaluate_model
-
-        result.test = evaluate_model(model, dataset, "test", batch_size=config.batch_size, ctx=ctx)
-    ctx.finish()                                                  # distributed: end of the collective part
-    for line in summary_lines(result):
-        _say(echo, line)
+        stops.check()
+        result = loop.result(chars, seconds)
+        stops.hold()  # from here to the end of train() a signal is recorded, and train() reports it
+    except Interrupted as exc:
+        raise ctx.quiet(Interrupted(_after_last_step(exc.signum, loop.step, out), exc.signum)) from None
     return result
+
+
+def _nan_if_none(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _check_disk(out: Path, count: int, dtype: str) -> None:
+    """Refuse a run whose checkpoint (parameters and Adam's two moments) cannot fit on the disk."""
+    import shutil
+
+    from .memory import human
+
+    size = 3 * count * (8 if dtype == "float64" else 4)
+    try:
+        free = shutil.disk_usage(out.parent).free
+    except OSError:
+        return
+    if size > free:
+        raise MinirnnError(f"the checkpoint {out} will take about {human(size)} but its disk has "
+                           f"{human(free)} free; free some space or choose another --out")
+
+
+class _Loop:
+    """The step loop of one run: steps, validation, healthy saves, safe stops."""
+
+    def __init__(self, config, out, model, optimizer, order, dataset, train_idx, step, history, device, echo,
+                 save_checkpoint, watch, ctx=None):
+        self.config, self.out, self.model, self.optimizer, self.order = config, out, model, optimizer, order
+        self.dataset, self.train_idx, self.step, self.history = dataset, train_idx, step, history
+        self.device, self.echo, self._save_checkpoint, self.watch = device, echo, save_checkpoint, watch
+        self.ctx = ctx if ctx is not None else distributed.context()
+        self.saved: tuple | None = None     # (step, probe loss) of the checkpoint on disk from this run
+        self.attempted: int | None = None   # the step of the last save attempted (kept back or not)
+        self.kept_back = False              # the last attempt was refused (its note already shown)
+        self.total = config.steps if config.steps is not None else config.epochs * order.steps_per_epoch
+        self.val_batches = _validation_batches(dataset, config)
+        # the batches that judge a state before it is saved: the validation subset, or one fixed training batch
+        self.probe_batches = self.val_batches or [dataset.batch(train_idx[: config.batch_size])]
+        self.extra = {"corpus_name": dataset.corpus_name, "corpus_sha256": dataset.corpus_sha256, "device": device,
+                      "corpus_path": _corpus_path(config.corpus), "impl": config.impl,
+                      "most_frequent_target": int(dataset.most_frequent_target())}
+
+    def snapshot(self) -> dict:
+        return {k: np.asarray(v, dtype=np.int64 if k in ("train_step", "train_epoch", "val_step") else np.float64)
+                for k, v in self.history.items()}
+
+    def probe(self, quick: bool = False) -> float | None:
+        """The loss of the current parameters on the probe batches (the validation loss if just measured).
+
+        ``quick``: on the first probe batch only -- for the run's starting reference and for the save
+        after a signal, which must not keep a stopping job waiting (a paper-size validation takes long
+        on a CPU).
+        """
+        h = self.history
+        if h["val_step"] and h["val_step"][-1] == self.step and self.probe_batches is self.val_batches:
+            return h["val_loss"][-1]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return validation_loss(self.model, self.probe_batches[:1] if quick else self.probe_batches)
+
+    def save(self, order_state, quick: bool = False) -> bool:
+        """Write the checkpoint when the state is good (docs/reliability.md); False when it was kept back."""
+        self.attempted = self.step
+        loss = self.probe(quick)
+        good, why = self.watch.judge(loss)
+        if good and not _all_finite(self.model):
+            good, why = False, "its parameters are not finite"
+        if not good:
+            if not self.kept_back:  # once per bad stretch, not at every save
+                kept = (f"the checkpoint at step {self.saved[0]} stays" if self.saved
+                        else "no checkpoint is written")
+                _say(self.echo, f"step {self.step}: not saved because {why}; {kept} until the loss recovers",
+                     err=True)
+            self.kept_back = True
+            return False
+        self.kept_back = False
+        # distributed: every rank judged the same state (identical parameters); rank 0 writes
+        self.ctx.on_root(lambda: self._save_checkpoint(
+            self.out, self.model, self.optimizer, step=self.step, order_state=order_state,
+            config=self.config.to_dict(), output_words=self.dataset.output_words, history=self.snapshot(),
+            extra=self.extra))
+        self.saved = (self.step, _nan_if_none(loss))
+        return True
+
+    def stopped(self, signum: int, order_state, can_save: bool):
+        from .signals import Interrupted, signal_name
+
+        on_disk = self.saved is not None and self.saved[0] == self.step
+        # distributed: no save (the ranks may be at different points, mid-collective); the job is aborted
+        can_save = can_save and self.ctx.size == 1
+        if can_save and self.step > 0 and self.attempted != self.step and not on_disk:
+            self.save(order_state, quick=True)
+        if self.saved is None and self.step == 0:
+            where = "nothing was saved (there is nothing to resume): run the same command again to start"
+        elif self.saved is None:
+            where = (f"nothing was saved (no state of this run was good enough to keep); start again, "
+                     f"e.g. with a lower --lr than {self.config.lr:g}")
+        else:
+            where = (f"checkpoint at step {self.saved[0]} in {self.out}; continue with: "
+                     f"{_resume_hint(self.config, self.out)}")
+        return self.ctx.quiet(Interrupted(f"interrupted by {signal_name(signum)} at step {self.step}; {where}",
+                                          signum))
+
+    def run(self, stops, progress: bool) -> tuple[int, float]:
+        """Run the steps; returns (characters read, seconds)."""
+        import signal
+
+        from .signals import Interrupted
+
+        config, model, history, order = self.config, self.model, self.history, self.order
+        total = self.total
+        _say(self.echo, f"training {config.unit} ({config.preset or 'custom'}): {model.parameter_counts()['total']:,} "
+                        f"parameters, {len(self.train_idx):,} training observations, {order.steps_per_epoch:,} "
+                        f"steps per epoch, {max(total - self.step, 0):,} steps to go on {self.device} "
+                        f"({config.impl}, {config.dtype})", err=True)
+        start_step, chars, started = self.step, 0, time.perf_counter()
+        done_order = order.state()
+        in_update = False
+        try:
+            stops.check()
+            with _progress_bar(progress, max(total - self.step, 0), f"{config.unit}") as bar:
+                while self.step < total:
+                    epoch, _, idx = next(order)
+                    source, target = self.dataset.batch(self.train_idx[idx])
+                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is caught below
+                        loss, grads = self.ctx.loss_and_grads(model, source, target)   # distributed: summed
+                    if not math.isfinite(loss):
+                        raise self.ctx.agreed(_diverged(self.step + 1, loss, config, self.out, self.saved))
+                    in_update = True
+                    self.optimizer.step(grads)
+                    self.step += 1
+                    done_order = order.state()
+                    in_update = False
+                    chars += int(np.count_nonzero(source))
+                    history["train_step"].append(self.step)
+                    history["train_epoch"].append(epoch)
+                    history["train_loss"].append(float(loss))
+                    warning = self.watch.step(self.step, float(loss))
+                    if warning:
+                        _say(self.echo, warning, err=True)
+                    if config.eval_every and self.val_batches and (
+                            self.step % config.eval_every == 0 or self.step == total):
+                        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                            v = validation_loss(model, self.ctx.shard(self.val_batches), self.ctx.sum)
+                        if v is not None:
+                            if not math.isfinite(v):
+                                raise self.ctx.agreed(_diverged(self.step, f"{v} on validation", config, self.out,
+                                                                self.saved))
+                            history["val_step"].append(self.step)
+                            history["val_loss"].append(v)
+                    stops.check()   # safe point: the step is complete
+                    if self.step == total or (config.checkpoint_every and self.step % config.checkpoint_every == 0):
+                        self.save(done_order)
+                        stops.check()   # safe point: the save is complete
+                    elapsed = time.perf_counter() - started
+                    val = f" val {history['val_loss'][-1]:.3f}" if history["val_loss"] else ""
+                    bar.update(1, f"step {self.step} loss {loss:.3f}{val} {chars / max(elapsed, 1e-9):,.0f} chars/s")
+        except Interrupted as exc:
+            raise self.stopped(exc.signum, done_order, can_save=True) from None
+        except KeyboardInterrupt:  # raised by code other than our handlers (none installed: not the main thread)
+            raise self.stopped(signal.SIGINT, done_order, can_save=not in_update) from None
+        if self.attempted != self.step:  # e.g. resuming a finished run, or total == 0
+            self.save(order.state())
+        if (self.saved is None or self.saved[0] != self.step) and self.step > start_step:
+            raise self.ctx.agreed(self._ended_badly())
+        return chars, time.perf_counter() - started
+
+    def _ended_badly(self) -> MinirnnError:
+        where = (f"the last good checkpoint (step {self.saved[0]}) is intact at {self.out}: continue it with "
+                 f"--resume --lr {self.config.lr / 10:g}" if self.saved else
+                 f"no checkpoint was written: start again with a lower --lr than {self.config.lr:g}")
+        last, best = _nan_if_none(self.watch.last), _nan_if_none(self.watch.best)
+        return MinirnnError(f"training ended at step {self.step} in a state far worse than the best of the run "
+                            f"(its loss {last:.4g}, best {best:.4g}), so it was not saved; {where}")
+
+    def result(self, chars: int, seconds: float) -> TrainResult:
+        config, model = self.config, self.model
+        hist = self.snapshot()
+        recent = hist["train_loss"][-50:]
+        result = TrainResult(checkpoint_path=self.out, history=hist, step=self.step,
+                             train_loss=float(recent.mean()) if recent.size else None,
+                             val_loss=float(hist["val_loss"][-1]) if hist["val_loss"].size else None,
+                             seconds=seconds, chars_per_second=chars / seconds if seconds > 0 else 0.0,
+                             device=self.device, config=config, dataset=self.dataset, model=model)
+        if config.final_test and len(self.dataset.split("test")):
+            from .evaluate import evaluate_model
+
+            result.test = evaluate_model(model, self.dataset, "test", batch_size=config.batch_size, ctx=self.ctx)
+        for line in summary_lines(result):
+            _say(self.echo, line)
+        return result
 
 
 def summary_lines(result: TrainResult) -> list[str]:

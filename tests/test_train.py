@@ -185,7 +185,7 @@ def test_ctrl_c_saves_the_last_completed_step(corpus, tmp_path, monkeypatch):
         return real(self, source, target, states0)
 
     monkeypatch.setattr(Model, "loss_and_grads", interrupted)
-    with pytest.raises(MinirnnError, match="interrupted at step 3.*--resume"):
+    with pytest.raises(MinirnnError, match="interrupted by Ctrl-C.* at step 3.*--resume"):
         train(tiny(corpus, out, steps=8), progress=False, echo=None)
     monkeypatch.undo()
     assert load_checkpoint(out, impl="reference").step == 3

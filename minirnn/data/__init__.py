@@ -15,6 +15,7 @@ from .autocomplete import (  # noqa: F401
     UNKNOWN,
     Dataset,
     build_dataset,
+    cached_dataset,
     dataset_cache_path,
     load_or_build_dataset,
     output_vocabulary,

@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_hdf5
+from ..atomic import CHECKED, atomic_hdf5, check_digest
 from ..errors import MinirnnError
 from .corpora import Corpus, corpus_from_text, data_home, load_corpus
 
@@ -44,6 +44,7 @@ __all__ = [
     "build_dataset",
     "load_or_build_dataset",
     "dataset_cache_path",
+    "cached_dataset",
 ]
 
 DEFAULT_VOCAB_SIZE = 16384
@@ -287,15 +288,16 @@ class Dataset:
             f.attrs["seed"] = int(self.seed)
             f.attrs["num_words"] = int(self.num_words)
             f.attrs["num_skipped_words"] = int(self.num_skipped_words)
-            f.create_dataset("chars", data=self.chars)
-            f.create_dataset("targets", data=self.targets)
-            f.create_dataset("offsets", data=self.offsets.astype(np.int64))
-            f.create_dataset("output_words", data=np.array([w.encode("ascii") for w in self.output_words]))
-            f.create_dataset("output_counts", data=self.output_counts.astype(np.int64))
-            f.create_dataset("input_symbols", data=np.array([s.encode("ascii") for s in INPUT_SYMBOLS]))
+            f.create_dataset("chars", data=self.chars, **CHECKED)
+            f.create_dataset("targets", data=self.targets, **CHECKED)
+            f.create_dataset("offsets", data=self.offsets.astype(np.int64), **CHECKED)
+            f.create_dataset("output_words", data=np.array([w.encode("ascii") for w in self.output_words]),
+                             **CHECKED)
+            f.create_dataset("output_counts", data=self.output_counts.astype(np.int64), **CHECKED)
+            f.create_dataset("input_symbols", data=np.array([s.encode("ascii") for s in INPUT_SYMBOLS]), **CHECKED)
             group = f.create_group("split")
             for name in SPLITS:
-                group.create_dataset(name, data=self.splits[name].astype(np.int64))
+                group.create_dataset(name, data=self.splits[name].astype(np.int64), **CHECKED)
         self.path = path
         return path
 
@@ -309,9 +311,17 @@ class Dataset:
             raise MinirnnError(f"dataset file {path} does not exist; build it first (load_or_build_dataset or the CLI)")
         fix = "delete it and build the dataset again"
         try:
+            digest = check_digest(path)
+        except OSError as exc:
+            raise MinirnnError(f"cannot read dataset file {path} ({exc.strerror or exc}); {fix}") from None
+        if digest == "bad":  # checked before HDF5 reads a byte of a damaged file
+            raise MinirnnError(f"dataset file {path} is damaged (its checksum does not match its content); {fix}")
+        try:
             with h5py.File(path, "r") as f:
                 if f.attrs.get("format") != FORMAT:
                     raise MinirnnError(f"{path} is not a minirnn autocomplete dataset file; {fix}")
+                if digest != "ok":  # an older minirnn wrote it without checksums: damage would go unseen
+                    raise MinirnnError(f"dataset file {path} has no checksum (an older minirnn wrote it); {fix}")
                 version = int(f.attrs.get("format_version", -1))
                 if version != FORMAT_VERSION:
                     raise MinirnnError(f"{path} has dataset format version {version}, this minirnn reads {FORMAT_VERSION}; {fix}")
@@ -476,8 +486,28 @@ def dataset_cache_path(
     cache_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Where :func:`load_or_build_dataset` keeps the file for these inputs."""
+    return _cache_file(corpus.sha256, vocab_size, max_length, seed, cache_dir)
+
+
+def _cache_file(corpus_sha256: str, vocab_size: int, max_length: int, seed: int, cache_dir) -> Path:
     folder = Path(cache_dir).expanduser() if cache_dir is not None else data_home() / "datasets"
-    return folder / f"autocomplete-{corpus.sha256[:16]}-v{int(vocab_size)}-l{int(max_length)}-s{int(seed)}.h5"
+    return folder / f"autocomplete-{corpus_sha256[:16]}-v{int(vocab_size)}-l{int(max_length)}-s{int(seed)}.h5"
+
+
+def cached_dataset(corpus_sha256: str, vocab_size: int, max_length: int, seed: int,
+                   cache_dir: str | os.PathLike | None = None) -> "Dataset | None":
+    """The cached dataset of a corpus known only by its checksum (e.g. a corpus file since moved), or None."""
+    path = _cache_file(corpus_sha256, vocab_size, max_length, seed, cache_dir)
+    if not path.is_file():
+        return None
+    try:
+        ds = Dataset.load(path)
+    except MinirnnError:
+        return None
+    if ds.corpus_sha256 != corpus_sha256 or ds.parameters() != dict(vocab_size=int(vocab_size),
+                                                                     max_length=int(max_length), seed=int(seed)):
+        return None
+    return ds
 
 
 def load_or_build_dataset(
@@ -494,9 +524,29 @@ def load_or_build_dataset(
     parameters and full checksum stored in the file are checked on load.  A
     cached file that is unreadable or does not match is rebuilt.
     """
+    from ..runlock import RunLock, check_writable_folder, remove_stale_temps
+
     _check_params(vocab_size, max_length, seed)
     corpus = load_corpus(corpus_spec, progress=progress)
     path = dataset_cache_path(corpus, vocab_size, max_length, seed, cache_dir)
+    # one builder per cache file: a second run needing the same dataset waits, then reuses it
+    lock = RunLock(path, what="dataset file", wait=True)
+    try:
+        check_writable_folder(path, "dataset file")
+        lock.acquire()
+    except MinirnnError as exc:
+        if path.is_file():  # a read-only cache still serves the files it has
+            return _cached_or_built(path, corpus, vocab_size, max_length, seed, progress)
+        raise MinirnnError(f"{exc}; or set MINIRNN_HOME to a writable folder") from None
+    try:
+        remove_stale_temps(path)   # left by a builder that was killed while saving
+        return _cached_or_built(path, corpus, vocab_size, max_length, seed, progress)
+    finally:
+        lock.release()
+
+
+def _cached_or_built(path: Path, corpus: Corpus, vocab_size: int, max_length: int, seed: int,
+                     progress: bool) -> Dataset:
     if path.is_file():
         try:
             ds = Dataset.load(path)

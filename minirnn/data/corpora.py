@@ -39,6 +39,9 @@ TEXT8_SIZE = 31_344_016
 TEXT8_MEMBER = "text8"
 
 _CHUNK = 1 << 16
+#: Largest corpus read into memory (text8 is 100 MB); a bigger file, or a device such as /dev/zero
+#: that never ends, is refused before it fills the memory.
+MAX_CORPUS_BYTES = 1 << 30
 _LETTERS_AND_SPACE = b" abcdefghijklmnopqrstuvwxyz"
 _DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _DIGITS = str.maketrans({str(d): f" {w} " for d, w in enumerate(_DIGIT_WORDS)})
@@ -278,6 +281,9 @@ def _read_zip(path: Path) -> bytes:
                 raise MinirnnError(
                     f"zip file {path} has no member named {TEXT8_MEMBER!r}; give the text8.zip from {TEXT8_URL} or an unzipped text file"
                 )
+            size = archive.getinfo(TEXT8_MEMBER).file_size
+            if size > MAX_CORPUS_BYTES:
+                raise MinirnnError(_too_big(path, size))
             return archive.read(TEXT8_MEMBER)
     except MinirnnError:
         raise
@@ -285,6 +291,27 @@ def _read_zip(path: Path) -> bytes:
         raise MinirnnError(f"{path} is not a valid zip file ({exc}); delete it and download text8.zip again") from None
     except OSError as exc:
         raise MinirnnError(f"cannot read {path} ({exc.strerror or exc}); check the file and its permissions") from None
+
+
+def _too_big(path: Path, size: int) -> str:
+    return (f"corpus {path} holds {size:,} bytes, more than the {MAX_CORPUS_BYTES:,} minirnn reads into memory; "
+            "give a smaller text file (e.g. its first part: head -c 500M)")
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The file's bytes, refusing (without reading it all) a file above MAX_CORPUS_BYTES."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_CORPUS_BYTES:
+            raise MinirnnError(_too_big(path, size))
+        with open(path, "rb") as f:
+            data = f.read(MAX_CORPUS_BYTES + 1)  # the size on disk may lie (a file still growing)
+    except OSError as exc:
+        raise MinirnnError(f"cannot read corpus file {path} ({exc.strerror or exc}); check the file and its "
+                           "permissions") from None
+    if len(data) > MAX_CORPUS_BYTES:
+        raise MinirnnError(_too_big(path, max(len(data), path.stat().st_size)))
+    return data
 
 
 def load_corpus(spec: "str | os.PathLike | Corpus", progress: bool = False) -> Corpus:
@@ -309,13 +336,13 @@ def load_corpus(spec: "str | os.PathLike | Corpus", progress: bool = False) -> C
         raise MinirnnError(f"corpus file {path} does not exist; give 'builtin', 'text8' or the path of a text file or text8.zip")
     if path.is_dir():
         raise MinirnnError(f"corpus path {path} is a folder; give the path of a text file or text8.zip")
+    if not path.is_file():
+        raise MinirnnError(f"corpus path {path} is not a regular file (a device, pipe or socket); "
+                           "give the path of a text file or text8.zip")
     if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
         data = _read_zip(path)
     else:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise MinirnnError(f"cannot read corpus file {path} ({exc.strerror or exc}); check the file and its permissions") from None
+        data = _read_bounded(path)
     if not data.strip():
         raise MinirnnError(f"corpus file {path} is empty; give a file with English text")
     return _from_bytes(data, str(path))
