@@ -21,6 +21,7 @@ import os
 import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from .errors import MinirnnError
 
@@ -122,13 +123,11 @@ def _fsync_path(path, directory: bool = False) -> None:
 
 
 @contextmanager
-def atomic_hdf5(path, what: str, when_full: str = "free some space and try again"):
-    """``with atomic_hdf5(path, "checkpoint") as f:`` -- an open h5py File that
-    becomes ``path`` only if the block completes.  Failures raise MinirnnError
-    (one line naming ``what`` and ``path``); ``when_full`` says what to do after
-    freeing disk space."""
-    import h5py
-
+def atomic_file(path, what: str, when_full: str = "free some space and try again"):
+    """``with atomic_file(path, "export") as tmp:`` -- a temporary file in ``path``'s folder
+    (created with the umask's permissions) that becomes ``path`` only if the block completes:
+    flushed to disk, then renamed over it.  Failures raise MinirnnError (one line naming
+    ``what`` and ``path``), and the previous file at ``path`` stays intact."""
     from .runlock import check_writable_folder
 
     path = check_writable_folder(path, what)
@@ -141,11 +140,7 @@ def atomic_hdf5(path, what: str, when_full: str = "free some space and try again
     except OSError as exc:
         raise MinirnnError(f"cannot write {what} {path} ({exc.strerror or exc}); choose a writable folder") from None
     try:
-        with h5py.File(tmp, "w", userblock_size=USERBLOCK) as f:
-            yield f
-            test_pause()
-            f.flush()
-        stamp_digest(tmp)
+        yield Path(tmp)
         _fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
@@ -161,3 +156,20 @@ def atomic_hdf5(path, what: str, when_full: str = "free some space and try again
                                "space (the previous file there, if any, is intact)") from None
         raise
     _fsync_path(path.parent, directory=True)
+
+
+@contextmanager
+def atomic_hdf5(path, what: str, when_full: str = "free some space and try again"):
+    """``with atomic_hdf5(path, "checkpoint") as f:`` -- an open h5py File that
+    becomes ``path`` only if the block completes (``atomic_file``), with the
+    SHA-256 of its contents in its user block.  Failures raise MinirnnError
+    (one line naming ``what`` and ``path``); ``when_full`` says what to do after
+    freeing disk space."""
+    import h5py
+
+    with atomic_file(path, what, when_full) as tmp:
+        with h5py.File(tmp, "w", userblock_size=USERBLOCK) as f:
+            yield f
+            test_pause()
+            f.flush()
+        stamp_digest(tmp)

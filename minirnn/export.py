@@ -23,13 +23,11 @@ imports torch.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import _fsync_path
+from .atomic import DIGEST_MAGIC, HDF5_SIGNATURE, USERBLOCK
 from .checkpoint import Checkpoint, _json_default
 from .errors import MinirnnError
 
@@ -37,7 +35,6 @@ FORMAT = "minirnn-export"
 FORMAT_VERSION = 1
 LAYOUTS = ("minirnn", "torch")
 SUFFIX = ".safetensors"
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 #: Column blocks of the gate kernels, in order, per unit (minirnn layout).
 GATE_ORDER = {"lstm": "i,j,f,o", "nlstm": "i,j,f,o", "gru": "r,u"}
@@ -198,8 +195,6 @@ def export_model(path, model, output_words, *, layout: str = "minirnn", config: 
 
 def _refuse_hdf5(path: Path) -> None:
     """Never replace an HDF5 file (a checkpoint, with its training state) by an export."""
-    from .atomic import DIGEST_MAGIC, USERBLOCK
-
     try:
         with open(path, "rb") as f:
             head = f.read(USERBLOCK + len(HDF5_SIGNATURE))
@@ -213,31 +208,14 @@ def _refuse_hdf5(path: Path) -> None:
 
 
 def _write_atomic(path, data: bytes) -> Path:
-    """Write bytes under a temporary name in the destination folder, fsync, rename (as checkpoints)."""
+    """Write bytes atomically (a temporary file in the folder, fsync, rename), as checkpoints are."""
+    from .atomic import atomic_file
+
     path = Path(path).expanduser()
     if path.is_dir():
         raise MinirnnError(f"export path {path} is a folder; give a file name such as {path / ('model' + SUFFIX)}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
-    except OSError as exc:
-        raise MinirnnError(f"cannot write export {path} ({exc.strerror or exc}); choose a writable folder") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-        _fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise MinirnnError(f"could not save export {path} ({exc.strerror or exc}); check the folder's "
-                               "permissions and free space (the previous file there, if any, is intact)") from None
-        raise
-    _fsync_path(path.parent, directory=True)
+    with atomic_file(path, "export") as tmp:
+        tmp.write_bytes(data)
     return path
 
 

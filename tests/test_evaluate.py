@@ -25,7 +25,7 @@ def setup(tmp_path_factory):
 
 def direct(model, ds, split, k=3, cap=15):
     """The study's way: one observation at a time, full softmax, plain loops."""
-    ce, n_ce, pos, correct = [], 0, 0, 0
+    ce, pos, correct = [], 0, 0
     hits = np.zeros((k, cap + 1))
     counts = np.zeros(cap + 1)
     for i in ds.split(split):
