@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tiny_corpus import write_tiny_corpus
+from tiny_corpus import tiny_train_config, write_tiny_corpus
 
 import minirnn.data.corpora as corpora
 import minirnn.memory as memory
@@ -17,7 +17,7 @@ from minirnn.cli.main import cli
 from minirnn.errors import MinirnnError
 from minirnn.health import EXPLODE_STEPS, LossWatch
 from minirnn.model import Model
-from minirnn.train import TrainConfig, train
+from minirnn.train import train
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +25,7 @@ def corpus(tmp_path_factory):
     return str(write_tiny_corpus(tmp_path_factory.mktemp("corpus") / "tiny.txt", words=1200, seed=7))
 
 
-def tiny(corpus, out, **kw):
-    values = dict(hidden=6, layers=1, depth=1, vocab_size=12, max_length=40, batch_size=16, lr=1e-2, steps=4,
-                  epochs=None, seed=5, corpus=corpus, out=str(out), dtype="float32", impl="reference", eval_every=2,
-                  eval_batches=1, checkpoint_every=0)
-    values.update(kw)
-    return TrainConfig.from_preset("demo", "gru", **values)
+tiny = tiny_train_config
 
 
 def one_line_error(result, exit_code=1):

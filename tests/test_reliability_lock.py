@@ -2,12 +2,11 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tiny_corpus import write_tiny_corpus
+from tiny_corpus import tiny_train_command, write_tiny_corpus
 
 from minirnn.checkpoint import load_checkpoint
 from minirnn.errors import MinirnnError
@@ -19,10 +18,7 @@ def corpus(tmp_path_factory):
     return str(write_tiny_corpus(tmp_path_factory.mktemp("corpus") / "tiny.txt", words=1200, seed=7))
 
 
-def command(corpus, out, *more):
-    return [sys.executable, "-m", "minirnn", "train", "--unit", "gru", "--corpus", corpus, "--out", str(out),
-            "--hidden", "6", "--vocab-size", "12", "--max-length", "40", "--batch-size", "16", "--eval-every", "0",
-            "--no-progress", *more]
+command = tiny_train_command
 
 
 def test_a_second_run_or_resume_on_a_running_checkpoint_is_refused_naming_the_holder(corpus, tmp_path):

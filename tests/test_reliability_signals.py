@@ -14,17 +14,16 @@ tries run without it, as the issue's harness did.
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from tiny_corpus import write_tiny_corpus
+from tiny_corpus import tiny_train_command, tiny_train_config, write_tiny_corpus
 
 from minirnn.checkpoint import load_checkpoint
 from minirnn.cli.main import cli
-from minirnn.train import TrainConfig, train
+from minirnn.train import train
 
 # (signal, the save's pause, delay after the temporary file appears): with a 50 ms pause the delays put the
 # signal before, inside and after the HDF5 writes; the last two tries are the issue's own reproduction
@@ -39,10 +38,7 @@ def corpus(tmp_path_factory):
     return str(write_tiny_corpus(tmp_path_factory.mktemp("corpus") / "tiny.txt", words=1200, seed=7))
 
 
-def command(corpus, out, *more):
-    return [sys.executable, "-m", "minirnn", "train", "--unit", "gru", "--corpus", corpus, "--out", str(out),
-            "--hidden", "6", "--vocab-size", "12", "--max-length", "40", "--batch-size", "16", "--eval-every", "0",
-            "--no-progress", *more]
+command = tiny_train_command
 
 
 def start(args, pause="0.05"):
@@ -119,11 +115,7 @@ def test_kill_9_inside_a_save_keeps_the_checkpoint_and_the_next_run_removes_the_
 
 
 def tiny(corpus, out, **kw):
-    values = dict(hidden=6, layers=1, depth=1, vocab_size=12, max_length=40, batch_size=16, lr=1e-2, steps=6,
-                  epochs=None, seed=5, corpus=corpus, out=str(out), dtype="float64", impl="reference", eval_every=2,
-                  eval_batches=1, checkpoint_every=0)
-    values.update(kw)
-    return TrainConfig.from_preset("demo", "gru", **values)
+    return tiny_train_config(corpus, out, **{"steps": 6, "dtype": "float64", **kw})
 
 
 def test_a_signal_during_a_step_finishes_that_step_and_saves_it(corpus, tmp_path, monkeypatch):
