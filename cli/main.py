@@ -49,6 +49,11 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx):
+        from minirnn import report
+
+        from .console import Console
+
+        previous = report.use(Console())   # the library's messages and progress bars go to the terminal
         try:
             return super().invoke(ctx)
         except MinirnnError as exc:
@@ -56,6 +61,8 @@ class LazyGroup(click.Group):
             # an interrupted run exits like a process stopped by that signal would (130 SIGINT, 143 SIGTERM)
             error.exit_code = getattr(exc, "exit_code", error.exit_code)
             raise error from None
+        finally:
+            report.use(previous)
 
 
 @click.group(cls=LazyGroup)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import distributed
+from . import distributed, report
 from .errors import MinirnnError
 from .layers import dense_scores
 
@@ -48,14 +48,6 @@ def letters_seen(source: np.ndarray) -> np.ndarray:
     pos = np.broadcast_to(np.arange(source.shape[1]), source.shape)
     last_space = np.maximum.accumulate(np.where(source == SPACE, pos, 0), axis=1)
     return pos - last_space
-
-
-def _progress(enabled: bool, length: int, label: str):
-    if not enabled:
-        return None
-    import click
-
-    return click.progressbar(length=length, label=label, file=click.get_text_stream("stderr"), show_eta=True)
 
 
 def evaluate_model(model, dataset, split: str = "test", batch_size: int = 64, limit: int | None = None,
@@ -91,8 +83,8 @@ def evaluate_model(model, dataset, split: str = "test", batch_size: int = 64, li
     ce_sum, ce_observations, no_known = 0.0, 0, 0
 
     starts = ctx.shard(range(0, len(indices), batch_size))        # distributed: whole batches per rank
-    bar = _progress(progress, sum(len(indices[s:s + batch_size]) for s in starts), f"evaluating {split}")
-    try:
+    total = sum(len(indices[s:s + batch_size]) for s in starts)
+    with report.progress(progress, total, f"evaluating {split}") as bar:
         for start in starts:
             source, target = dataset.batch(indices[start:start + batch_size])
             mask = source != PAD
@@ -126,11 +118,7 @@ def evaluate_model(model, dataset, split: str = "test", batch_size: int = 64, li
             cumulative = np.logical_or.accumulate(hits, axis=1)
             for k in range(max_k):
                 bucket_hits[k] += np.bincount(letters[cumulative[:, k]], minlength=n_buckets)
-            if bar is not None:
-                bar.update(source.shape[0])
-    finally:
-        if bar is not None:
-            bar.render_finish()
+            bar.update(source.shape[0])
 
     if ctx.size > 1:                                              # distributed: sum the counts over ranks
         counts = ctx.sum(np.concatenate([[positions, counted_positions, correct, correct_known, baseline_correct,
@@ -205,7 +193,7 @@ def dataset_of_checkpoint(ck, progress: bool = False):
     from pathlib import Path
 
     from .data import load_or_build_dataset
-    from .train import DEFAULT_DATA_SEED
+    from .presets import DEFAULT_DATA_SEED
 
     cfg = ck.config
     corpus = cfg.get("corpus", "builtin")

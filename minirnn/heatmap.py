@@ -16,7 +16,6 @@ import json
 import math
 import os
 
-import click
 import numpy as np
 
 SCALES = ("linear", "log")
@@ -26,6 +25,18 @@ LOG_DECADES = 4.0
 RAMP_256 = (231, 230, 229, 228, 227, 226, 220, 214, 208, 202, 196)
 #: Characters of the plain (no-colour) fallback, from none to most.
 PLAIN_LEVELS = " .:-=+*#%@"
+def ansi(text: str, bg, fg_black: bool = False, bold: bool | None = None, underline: bool | None = None) -> str:
+    """``text`` with ANSI SGR codes: background ``bg`` (an (r, g, b) triple, or a 256-colour index),
+    black foreground, bold and underline on or off; reset after.  (A string: printing is the CLI's.)"""
+    codes = ["30"] if fg_black else []
+    codes.append("48;2;{};{};{}".format(*bg) if isinstance(bg, tuple) else f"48;5;{int(bg)}")
+    if bold is not None:
+        codes.append("1" if bold else "22")
+    if underline is not None:
+        codes.append("4" if underline else "24")
+    return "".join(f"\x1b[{c}m" for c in codes) + text + "\x1b[0m"
+
+
 #: True-colour ramp end points (white -> yellow -> red).
 _RGB_STOPS = ((255, 255, 255), (255, 230, 80), (230, 40, 30))
 
@@ -92,7 +103,7 @@ def terminal_heatmap(chars: str, values, at: int, color: bool = True, truecolor:
                 level = rel[t]
                 bg = rgb(level) if truecolor else RAMP_256[int(round(level * (len(RAMP_256) - 1)))]
                 ch = chars[t] if chars[t] != " " else " "
-                pieces.append(click.style(ch, fg="black", bg=bg, bold=(t == at), underline=(t == at)))
+                pieces.append(ansi(ch, bg, fg_black=True, bold=(t == at), underline=(t == at)))
             out.append("".join(pieces))
         else:
             out.append(chars[start:end])
@@ -110,7 +121,7 @@ def legend(color: bool = True, truecolor: bool | None = None, scale: str = "line
         return f"levels '{PLAIN_LEVELS}' run from {low} to {high} ({scale} scale); ^ marks the output position"
     truecolor = truecolor_supported() if truecolor is None else truecolor
     steps = np.linspace(0.0, 1.0, 11)
-    bar = "".join(click.style(" ", bg=rgb(s) if truecolor else RAMP_256[int(round(s * 10))]) for s in steps)
+    bar = "".join(ansi(" ", rgb(s) if truecolor else RAMP_256[int(round(s * 10))]) for s in steps)
     return f"{low} {bar} {high} ({scale} scale); the output position is bold and underlined"
 
 

@@ -22,6 +22,10 @@ COMMON = {
 
 PRESETS = ("paper", "demo")
 
+#: The seed of the dataset's split and packing (the protocol's; docs/protocol.md), shared by training and
+#: evaluation.
+DEFAULT_DATA_SEED = 450849059
+
 
 def preset(name: str, unit: str) -> dict:
     """The full configuration dict of a preset for one unit."""

@@ -24,8 +24,8 @@ import platform
 import time
 from pathlib import Path
 
-import click
 
+from . import report
 from .errors import MinirnnError
 from .units import UNITS as UNITS_REGISTRY
 
@@ -157,7 +157,7 @@ def _now() -> str:
 
 def run_study(preset: str = "demo", out=None, units=UNITS, steps: int | None = None, epochs: int | None = None,
               device: str = "cpu", seed: int = 0, corpus: str | None = None, limit: int | None = None,
-              impl: str | None = None, overrides: dict | None = None, progress: bool = True, echo=click.echo) -> dict:
+              impl: str | None = None, overrides: dict | None = None, progress: bool = True, echo=None) -> dict:
     """Train and evaluate ``units`` and write the report; returns the study state (see ``study.json``).
 
     ``steps``/``epochs`` override the preset's run length (``steps`` for quick runs);
@@ -262,8 +262,7 @@ def _read_json(path: Path):
 
 
 def _say(echo, message: str) -> None:
-    if echo is not None:
-        echo(message, err=True)
+    report.say(message, err=True, echo=echo)
 
 
 # -------------------------------------------------------------------------- report

@@ -34,13 +34,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
 import numpy as np
 
-from . import distributed
+from . import distributed, report
 from .errors import MinirnnError
 
-DEFAULT_DATA_SEED = 450849059
+from .presets import DEFAULT_DATA_SEED  # noqa: E402,F401  (re-exported: train's data seed)
 
 # settings a resumed run must share with its checkpoint (the model, the data and the batch order)
 RESUME_FIXED = ("unit", "hidden", "layers", "depth", "vocab_size", "max_length", "batch_size", "seed",
@@ -188,32 +187,7 @@ class TrainResult:
 # ----------------------------------------------------------------------------- helpers
 
 def _say(echo, message: str, err: bool = False) -> None:
-    if echo is None:
-        return
-    try:
-        echo(message, err=err)
-    except TypeError:
-        echo(message)
-
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n, current_item=None):
-        pass
-
-
-def _progress_bar(enabled: bool, length: int, label: str):
-    if not enabled or length <= 0:
-        return _NoBar()
-    import click
-
-    return click.progressbar(length=length, label=label, file=click.get_text_stream("stderr"), show_eta=True,
-                             show_percent=False, show_pos=True, item_show_func=lambda item: item or "")
+    report.say(message, err=err, echo=echo)
 
 
 def _validation_batches(dataset, config: TrainConfig) -> list:
@@ -277,13 +251,13 @@ def _resume_hint(config: TrainConfig, out: Path) -> str:
 # ----------------------------------------------------------------------------- the loop
 
 @distributed.collective
-def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo=click.echo,
+def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo=None,
           overwrite: bool = False, dataset=None) -> TrainResult:
     """Train (or, with ``resume``, continue training) and return a :class:`TrainResult`.
 
     ``echo``: a ``click.echo``-like callable for the notes and the summary
-    (None: silent).
-    ``progress``: show the dataset messages and a progress bar on stderr.
+    (None: the current reporter, minirnn/report.py, silent unless the caller installed one).
+    ``progress``: show the dataset messages and a progress bar (through the reporter).
     ``overwrite``: replace an existing checkpoint at ``config.out`` when not resuming.
     ``dataset``: an already built :class:`~minirnn.data.Dataset` matching the config (tests, notebooks).
 
@@ -305,7 +279,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     ctx.handshake("configuration", {**config.to_dict(), "resume": bool(resume), "overwrite": bool(overwrite)},
                   device=config.device, nccl=True)
     if not ctx.is_root:
-        progress, echo = False, None
+        progress, echo = False, report.quiet
     out = check_writable_folder(config.out, "checkpoint")
     with StopSignals() as stops:
         try:
@@ -548,7 +522,7 @@ class _Loop:
         in_update = False
         try:
             stops.check()
-            with _progress_bar(progress, max(total - self.step, 0), f"{config.unit}") as bar:
+            with report.progress(progress, max(total - self.step, 0), f"{config.unit}", steps=True) as bar:
                 while self.step < total:
                     epoch, _, idx = next(order)
                     source, target = self.dataset.batch(self.train_idx[idx])

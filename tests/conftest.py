@@ -36,3 +36,15 @@ def pytest_collection_modifyitems(config, items):
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Never touch the user's ~/.minirnn from tests."""
     monkeypatch.setenv("MINIRNN_HOME", str(tmp_path_factory.getbasetemp() / "minirnn-home"))
+
+
+@pytest.fixture
+def console():
+    """The command line's reporter installed for one test, so the library's messages reach capsys
+    (the library itself never prints: minirnn/report.py)."""
+    from minirnn import report
+    from minirnn.cli.console import Console
+
+    previous = report.use(Console())
+    yield
+    report.use(previous)

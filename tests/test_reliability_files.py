@@ -164,7 +164,7 @@ def test_an_old_checkpoint_without_checksums_loads_with_a_note_and_resuming_adds
     assert check_digest(old) == "ok" and load_checkpoint(old, impl="reference").notes == []
 
 
-def test_a_damaged_dataset_cache_is_rebuilt(corpus, tmp_path, capsys):
+def test_a_damaged_dataset_cache_is_rebuilt(corpus, tmp_path, capsys, console):
     first = load_or_build_dataset(corpus, 12, 40, cache_dir=tmp_path)
     data = bytearray(first.path.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -74,9 +74,9 @@ _CHUNK_CHARS = 1 << 24  # words are split in ~16 MB pieces to bound memory on te
 
 def _say(progress: bool, message: str) -> None:
     if progress:
-        import click
+        from ..report import say
 
-        click.echo(message, err=True)
+        say(message, err=True)
 
 
 def _check_params(vocab_size: int, max_length: int, seed: int) -> None:

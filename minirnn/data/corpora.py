@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 import unicodedata
 import urllib.error
 import urllib.request
@@ -127,24 +126,14 @@ def builtin_corpus() -> str:
 
 
 def _progress_bar(progress: bool, total: int, done: int, label: str):
-    """A click progress bar on stderr (or a no-op stand-in)."""
-    if not progress:
-        return _NoBar()
-    import click
+    """The reporter's progress bar (minirnn/report.py), entered, already at ``done``."""
+    from ..report import progress as reporter_progress
 
-    bar = click.progressbar(length=total, label=label, file=sys.stderr)
+    bar = reporter_progress(progress, total, label)
     bar.__enter__()
     if done:
         bar.update(done)
     return bar
-
-
-class _NoBar:
-    def update(self, n):  # noqa: D401 - trivial
-        pass
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _fail(url: str, part: Path, why: str) -> MinirnnError:

@@ -1,0 +1,16 @@
+"""The command line's reporter (minirnn/report.py): messages and progress bars on the terminal."""
+from __future__ import annotations
+
+import click
+
+
+class Console:
+    def say(self, message: str, err: bool = False) -> None:
+        click.echo(message, err=err)
+
+    def progress(self, length: int, label: str, steps: bool = False):
+        stderr = click.get_text_stream("stderr")
+        if steps:   # training: "step k/n", the step's text beside the bar, no percentage
+            return click.progressbar(length=length, label=label, file=stderr, show_eta=True, show_percent=False,
+                                     show_pos=True, item_show_func=lambda text: text or "")
+        return click.progressbar(length=length, label=label, file=stderr, show_eta=True)
