@@ -8,9 +8,10 @@ import click
 from minirnn.backend import resolve_device
 from minirnn.bench import DEFAULT_PAUSE, StepSetup, format_results, run_bench
 from minirnn.presets import PRESETS, preset
+from minirnn.kernels import IMPLS
 from minirnn.units import UNITS
 
-from .options import apply_precision, precision_option
+from .options import apply_precision, depth_option, device_option, hidden_option, layers_option, precision_option
 
 
 @click.command()
@@ -18,15 +19,16 @@ from .options import apply_precision, precision_option
               help="Unit(s) to time (repeatable; default all three).")
 @click.option("--preset", "preset_name", type=click.Choice(PRESETS), default="demo", show_default=True,
               help="Sizes to start from.")
-@click.option("--hidden", type=click.IntRange(min=1), default=None)
-@click.option("--layers", type=click.IntRange(min=1), default=None)
-@click.option("--depth", type=click.IntRange(min=1), default=None)
+@hidden_option
+@layers_option
+@depth_option
 @click.option("--vocab-size", type=click.IntRange(min=1), default=None, help="Output words (classes = this + 2).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--time", "time_steps", type=click.IntRange(min=1), default=None,
               help="Sequence length (default: the preset's maximum length).")
-@click.option("--impl", type=click.Choice(["both", "fast", "reference"]), default="both", show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
+@click.option("--impl", type=click.Choice(["both", *IMPLS]), default="both", show_default=True,
+              help="both: time the fast and the reference path alternately and report their ratio.")
+@device_option
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @precision_option
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)

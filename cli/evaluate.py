@@ -5,6 +5,8 @@ import json
 
 import click
 
+from .options import device_option, impl_option
+
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=True))
@@ -13,9 +15,8 @@ import click
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Observations per batch (the metrics do not depend on it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-@click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True,
-              help="Where to compute (auto: the GPU when usable, else the CPU).")
-@click.option("--impl", type=click.Choice(["fast", "reference"]), default="fast", show_default=True)
+@device_option
+@impl_option
 @click.option("--corpus", default=None,
               help="The training corpus, when its file has moved since training (default: the checkpoint's).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")

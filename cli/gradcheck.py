@@ -8,7 +8,7 @@ import click
 
 from minirnn.gradcheck import DEFAULT_TOLERANCE, check_model_config, format_report
 
-from .options import depth_option, device_option, outer_tanh_option, unit_option
+from .options import depth_option, device_option, impl_option, outer_tanh_option, unit_option
 
 # a gradient check is a float64 test on a small model: far larger sizes are typos (and would not fit in memory)
 MAX_SIZE = {"layers": 8, "depth": 8, "hidden": 256, "batch": 64, "time": 200, "vocab": 4096}
@@ -34,8 +34,7 @@ def _tolerance(ctx, param, value):
               help="Output classes.")
 @click.option("--max-entries", type=click.IntRange(1, 1 << 20), default=40, show_default=True,
               help="Entries sampled per tensor (all when the tensor is smaller).")
-@click.option("--impl", type=click.Choice(["fast", "reference"]), default="fast", show_default=True,
-              help="Which implementation's backward pass to verify.")
+@impl_option
 @device_option
 @outer_tanh_option
 @click.option("--tolerance", type=float, default=DEFAULT_TOLERANCE, show_default=True, callback=_tolerance,
@@ -53,7 +52,7 @@ def gradcheck(unit, depth, layers, hidden, batch, time_steps, vocab, max_entries
                                  param_hint="'--depth'")
     report, description = check_model_config(
         unit=unit, depth=depth or 2, layers=layers, hidden=hidden, batch=batch, time=time_steps, vocab=vocab,
-        max_entries=max_entries, impl=impl, device=device, outer_tanh=outer_tanh, seed=seed)
+        max_entries=max_entries, impl=impl, device=device, outer_tanh=bool(outer_tanh), seed=seed)
     click.echo(description)
     click.echo(format_report(report, tolerance))
     worst = max(r.error for r in report)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from minirnn.kernels import IMPLS
 from minirnn.units import UNITS
 
 unit_option = click.option("--unit", type=click.Choice(sorted(UNITS)), required=True, help="Recurrent unit.")
@@ -13,10 +14,15 @@ layers_option = click.option("--layers", type=click.IntRange(min=1), default=Non
 hidden_option = click.option("--hidden", type=click.IntRange(min=1), default=None, help="Units per layer.")
 device_option = click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True,
                              help="Where to compute (auto: the GPU when usable, else the CPU).")
+# Off unless given; None lets a resumed run keep its checkpoint's setting.
 outer_tanh_option = click.option(
-    "--outer-tanh/--no-outer-tanh", default=False, show_default=True,
+    "--outer-tanh/--no-outer-tanh", default=None,
     help=f"{', '.join(n for n, s in UNITS.items() if s.takes('outer_tanh'))}: apply tanh to the outer level's "
-         "candidate (the paper's code does not).")
+         "candidate (the study's code does not). [default: off]")
+impl_option = click.option(
+    "--impl", type=click.Choice(IMPLS), default="fast", show_default=True,
+    help="fast: fused kernels (Numba on the CPU, CUDA on the GPU); reference: the readable array code "
+         "(the results agree to rounding).")
 precision_option = click.option(
     "--precision", type=click.Choice(["fp32", "tf32"]), default="fp32", show_default=True,
     help="GPU float32 matrix products: fp32 (exact IEEE) or tf32 (tensor cores, inputs rounded to a "

@@ -5,7 +5,7 @@ import click
 
 from minirnn.presets import PRESETS
 
-from .options import device_option, hidden_option
+from .options import device_option, hidden_option, impl_option
 
 
 @click.command()
@@ -22,8 +22,7 @@ from .options import device_option, hidden_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the models and the batch order.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Evaluate only the first N test observations.")
-@click.option("--impl", type=click.Choice(["fast", "reference"]), default="fast", show_default=True,
-              help="Fast (Numba/CUDA) or reference (NumPy) units; the results agree to rounding.")
+@impl_option
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
 @device_option
 def study(preset, out, units, steps, epochs, hidden, corpus, seed, limit, impl, progress, device):

@@ -5,8 +5,8 @@ import click
 
 from minirnn.presets import PRESETS
 
-from .options import (apply_precision, depth_option, device_option, hidden_option, layers_option,
-                      precision_option, unit_option)
+from .options import (apply_precision, depth_option, device_option, hidden_option, impl_option, layers_option,
+                      outer_tanh_option, precision_option, unit_option)
 
 
 @click.command()
@@ -34,10 +34,8 @@ from .options import (apply_precision, depth_option, device_option, hidden_optio
 @device_option
 @precision_option
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None, help="[default: float32]")
-@click.option("--impl", type=click.Choice(["fast", "reference"]), default="fast", show_default=True,
-              help="Fused kernels or the readable reference code.")
-@click.option("--outer-tanh/--no-outer-tanh", default=None,
-              help="Nested LSTM: tanh on the outer level's candidate (the study's code has none). [default: off]")
+@impl_option
+@outer_tanh_option
 @click.option("--eval-every", type=click.IntRange(min=0), default=None,
               help="Validation loss every N steps (0: never).")
 @click.option("--eval-batches", type=click.IntRange(min=0), default=None,
@@ -61,7 +59,6 @@ def train(unit, preset, hidden, layers, depth, vocab_size, max_length, batch_siz
                      batch_size=batch_size, lr=lr, steps=steps, epochs=epochs, seed=seed, corpus=corpus,
                      dtype=dtype, outer_tanh=outer_tanh, eval_every=eval_every, eval_batches=eval_batches,
                      checkpoint_every=checkpoint_every)
-    from pathlib import Path
 
     from minirnn.errors import MinirnnError
 
@@ -70,13 +67,8 @@ def train(unit, preset, hidden, layers, depth, vocab_size, max_length, batch_siz
         raise MinirnnError("--out is empty; give a file name such as runs/my-run.h5, or leave --out out for "
                            f"{default_out(unit, preset or 'demo')}")
     out = out or default_out(unit, preset or "demo")
-    if resume:
-        if not Path(out).expanduser().exists():
-            raise MinirnnError(f"there is no checkpoint at {out} to resume; drop --resume to start a new run "
-                               "or give the run's --out")
-        config = TrainConfig.from_checkpoint(out, unit=unit, device=device, impl=impl, **overrides)
-        if preset is not None and config.preset not in (None, preset):
-            raise MinirnnError(f"checkpoint {out} is a {config.preset} run, not {preset}; drop --preset to resume it")
+    if resume:   # the resume checks live in minirnn.train (TrainConfig.from_checkpoint, train)
+        config = TrainConfig.from_checkpoint(out, preset=preset, unit=unit, device=device, impl=impl, **overrides)
     else:
         config = TrainConfig.from_preset(preset or "demo", unit, device=device, impl=impl, out=out, **overrides)
     from minirnn.distributed import RankStopped

@@ -97,11 +97,17 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in _FIELDS})
 
     @classmethod
-    def from_checkpoint(cls, path, **overrides) -> "TrainConfig":
-        """The configuration stored in a checkpoint (to resume it), with the non-None ``overrides``."""
+    def from_checkpoint(cls, path, preset: str | None = None, **overrides) -> "TrainConfig":
+        """The configuration stored in a checkpoint (to resume it), with the non-None ``overrides``.
+
+        ``preset``, when given, must be the run's own (a resume cannot change it)."""
         from .checkpoint import peek_checkpoint
 
+        _require_checkpoint(Path(path).expanduser())
         stored = peek_checkpoint(path)["config"]
+        if preset is not None and stored.get("preset") not in (None, preset):
+            raise MinirnnError(f"checkpoint {path} is a {stored.get('preset')} run, not {preset}; drop --preset "
+                               "to resume it")
         given = {k: v for k, v in overrides.items() if v is not None}
         _check_names(given)
         values = {k: v for k, v in stored.items() if k in _FIELDS}
@@ -226,6 +232,13 @@ def _all_finite(model) -> bool:
     return all(bool(model.xp.isfinite(p).all()) for p in model.params.values())
 
 
+def _require_checkpoint(out: Path) -> None:
+    """A resume needs the checkpoint it continues."""
+    if not out.exists():
+        raise MinirnnError(f"there is no checkpoint at {out} to resume; drop --resume to start a new run "
+                           "or give the run's --out")
+
+
 def _check_resume(config: TrainConfig, stored: dict, path: Path) -> None:
     for name in RESUME_FIXED:
         if name in stored and stored[name] != getattr(config, name):
@@ -321,9 +334,8 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
     from .optim import Adam
     from .signals import Interrupted
 
-    if resume and not out.exists():
-        raise MinirnnError(f"there is no checkpoint at {out} to resume; drop --resume to start a new run "
-                           "or give the run's --out")
+    if resume:
+        _require_checkpoint(out)
     if not resume and out.exists() and not overwrite:
         raise MinirnnError(f"{out} already exists; continue that run with --resume, replace it with --overwrite, "
                            "or choose another --out")
