@@ -39,14 +39,15 @@ class _Workspace:
 
     def __init__(self, xp, B: int, cap: int, dtype, fwd_shapes: dict):
         self.xp, self.B, self.cap, self.dtype = xp, B, cap, np.dtype(dtype)
-        self.f = {k: xp.zeros(s, dtype=dtype) for k, s in fwd_shapes.items()}
-        self.b = None           # backward buffers, allocated on the first backward
-        self.graphs: dict = {}  # (direction, T) -> (weight pointers, "seen" | "eager" | graph)
+        # Buffers by name: ``fwd`` (forward) and ``bwd`` (backward) -- not f/g, which are gate names.
+        self.fwd = {k: xp.zeros(s, dtype=dtype) for k, s in fwd_shapes.items()}
+        self.bwd = None         # backward buffers, allocated on the first backward
+        self.graphs: dict = {}  # (direction, T) -> its recorded loop (_runtime._Loop)
 
     def backward_buffers(self, shapes: dict) -> dict:
-        if self.b is None:
-            self.b = {k: self.xp.zeros(s, dtype=self.dtype) for k, s in shapes.items()}
-        return self.b
+        if self.bwd is None:
+            self.bwd = {k: self.xp.zeros(s, dtype=self.dtype) for k, s in shapes.items()}
+        return self.bwd
 
 
 class _Cache:
@@ -167,58 +168,58 @@ class CudaLSTM(CudaUnit):
         I, H = self.input_size, self.hidden_size
         W, b = params["W"], params["b"]
         ws, T, B = self._start(x)
-        f, dt, n = ws.f, x.dtype, B * H
-        zx = f["zx"][:T]
+        fw, dt, n = ws.fwd, x.dtype, B * H
+        zx = fw["zx"][:T]
         be.gemm(x.reshape(T * B, I), W[:I], zx.reshape(T * B, 4 * H))       # [LSTM-F1], input part
         zx += b
-        f["h"][0] = state0[0]
-        f["c"][0] = state0[1]
+        fw["h"][0] = state0[0]
+        fw["c"][0] = state0[1]
         W_h = W[I:]
 
         def loop():
             for t in range(T):
-                be.gemm(f["h"][t], W_h, f["zr"])                             # [LSTM-F1], recurrent part
-                be.launch("lstm_fwd_step", dt, n, H, zx[t], f["zr"], f["c"][t], f["gates"][t],
-                          f["c"][t + 1], f["tc"][t], f["h"][t + 1])
+                be.gemm(fw["h"][t], W_h, fw["zr"])                             # [LSTM-F1], recurrent part
+                be.launch("lstm_fwd_step", dt, n, H, zx[t], fw["zr"], fw["c"][t], fw["gates"][t],
+                          fw["c"][t + 1], fw["tc"][t], fw["h"][t + 1])
 
-        be.run_loop(ws, ("fwd", T), loop, lambda: (f["h"][1:T + 1], f["c"][1:T + 1]), params=(W,))
-        hs = f["h"][1:T + 1].copy()
-        return hs, (f["h"][T].copy(), f["c"][T].copy()), self._finish(ws, T, x)
+        be.run_loop(ws, ("fwd", T), loop, lambda: (fw["h"][1:T + 1], fw["c"][1:T + 1]), params=(W,))
+        hs = fw["h"][1:T + 1].copy()
+        return hs, (fw["h"][T].copy(), fw["c"][T].copy()), self._finish(ws, T, x)
 
     def backward(self, params, cache, dhs, dstate_T=None):
         be = self.backend
         ws, T, x = cache.ws, cache.T, cache.x
         I, H, B = self.input_size, self.hidden_size, ws.B
         W = params["W"]
-        f, g = ws.f, ws.backward_buffers(self._backward_shapes(B, ws.cap))
+        fw, bw = ws.fwd, ws.backward_buffers(self._backward_shapes(B, ws.cap))
         dt, n = ws.dtype, B * H
-        g["dhs"][:T] = dhs
+        bw["dhs"][:T] = dhs
         dstate_T = (None, None) if dstate_T is None else dstate_T
 
         def reset():                                                         # [LSTM-B9]
-            self._set_carry(g["dh"], dstate_T[0])
-            self._set_carry(g["dc"], dstate_T[1])
+            self._set_carry(bw["dh"], dstate_T[0])
+            self._set_carry(bw["dc"], dstate_T[1])
 
         W_hT = W[I:].T
 
         def loop():
             for t in range(T - 1, -1, -1):
-                be.launch("lstm_bwd_step", dt, n, H, g["dhs"][t], g["dh"], g["dc"], f["gates"][t], f["tc"][t],
-                          f["c"][t], g["dz"][t])
-                be.gemm(g["dz"][t], W_hT, g["dh"])                           # [LSTM-B8], recurrent part
+                be.launch("lstm_bwd_step", dt, n, H, bw["dhs"][t], bw["dh"], bw["dc"], fw["gates"][t], fw["tc"][t],
+                          fw["c"][t], bw["dz"][t])
+                be.gemm(bw["dz"][t], W_hT, bw["dh"])                           # [LSTM-B8], recurrent part
 
         reset()
-        be.run_loop(ws, ("bwd", T), loop, lambda: (g["dz"][:T], g["dh"], g["dc"]), reset, params=(W,))
+        be.run_loop(ws, ("bwd", T), loop, lambda: (bw["dz"][:T], bw["dh"], bw["dc"]), reset, params=(W,))
 
         xp = be.xp
-        dz = g["dz"][:T].reshape(T * B, 4 * H)
+        dz = bw["dz"][:T].reshape(T * B, 4 * H)
         dW = xp.empty_like(W)
         be.gemm(x.reshape(T * B, I).T, dz, dW[:I])                           # [LSTM-B7]
-        be.gemm(f["h"][:T].reshape(T * B, H).T, dz, dW[I:])                  # [LSTM-B7]
+        be.gemm(fw["h"][:T].reshape(T * B, H).T, dz, dW[I:])                  # [LSTM-B7]
         dx = xp.empty((T * B, I), dtype=dt)
         be.gemm(dz, W[:I].T, dx)                                             # [LSTM-B8]
         dparams = {"W": dW, "b": dz.sum(axis=0)}                             # [LSTM-B7]
-        return dparams, dx.reshape(T, B, I), (g["dh"].copy(), g["dc"].copy())
+        return dparams, dx.reshape(T, B, I), (bw["dh"].copy(), bw["dc"].copy())
 
 
 # ==================================================================================== GRU
@@ -239,72 +240,72 @@ class CudaGRU(CudaUnit):
         I, H = self.input_size, self.hidden_size
         W_g, b_g, W_c, b_c = params["W_g"], params["b_g"], params["W_c"], params["b_c"]
         ws, T, B = self._start(x)
-        f, dt, n = ws.f, x.dtype, B * H
+        fw, dt, n = ws.fwd, x.dtype, B * H
         x2 = x.reshape(T * B, I)
-        zxg, zxc = f["zxg"][:T], f["zxc"][:T]
+        zxg, zxc = fw["zxg"][:T], fw["zxc"][:T]
         be.gemm(x2, W_g[:I], zxg.reshape(T * B, 2 * H))                      # [GRU-F1], input part
         zxg += b_g
         be.gemm(x2, W_c[:I], zxc.reshape(T * B, H))                          # [GRU-F3], input part
         zxc += b_c
-        f["h"][0] = state0[0]
+        fw["h"][0] = state0[0]
         W_gh, W_ch = W_g[I:], W_c[I:]
 
         def loop():
             for t in range(T):
-                be.gemm(f["h"][t], W_gh, f["zrg"])                           # [GRU-F1], recurrent part
-                be.launch("gru_fwd_gates", dt, n, H, zxg[t], f["zrg"], f["h"][t], f["ru"][t], f["rh"][t])
-                be.gemm(f["rh"][t], W_ch, f["zrc"])                          # [GRU-F3], recurrent part
-                be.launch("gru_fwd_cand", dt, n, H, zxc[t], f["zrc"], f["ru"][t], f["h"][t], f["cand"][t],
-                          f["h"][t + 1])
+                be.gemm(fw["h"][t], W_gh, fw["zrg"])                           # [GRU-F1], recurrent part
+                be.launch("gru_fwd_gates", dt, n, H, zxg[t], fw["zrg"], fw["h"][t], fw["ru"][t], fw["rh"][t])
+                be.gemm(fw["rh"][t], W_ch, fw["zrc"])                          # [GRU-F3], recurrent part
+                be.launch("gru_fwd_cand", dt, n, H, zxc[t], fw["zrc"], fw["ru"][t], fw["h"][t], fw["cand"][t],
+                          fw["h"][t + 1])
 
-        be.run_loop(ws, ("fwd", T), loop, lambda: (f["h"][1:T + 1],), params=(W_g, W_c))
-        return f["h"][1:T + 1].copy(), (f["h"][T].copy(),), self._finish(ws, T, x)
+        be.run_loop(ws, ("fwd", T), loop, lambda: (fw["h"][1:T + 1],), params=(W_g, W_c))
+        return fw["h"][1:T + 1].copy(), (fw["h"][T].copy(),), self._finish(ws, T, x)
 
     def backward(self, params, cache, dhs, dstate_T=None):
         be = self.backend
         ws, T, x = cache.ws, cache.T, cache.x
         I, H, B = self.input_size, self.hidden_size, ws.B
         W_g, W_c = params["W_g"], params["W_c"]
-        f, g = ws.f, ws.backward_buffers(self._backward_shapes(B, ws.cap))
+        fw, bw = ws.fwd, ws.backward_buffers(self._backward_shapes(B, ws.cap))
         dt, n = ws.dtype, B * H
-        g["dhs"][:T] = dhs
+        bw["dhs"][:T] = dhs
 
         def reset():                                                         # [GRU-B13]
-            self._set_carry(g["carry_part"], None if dstate_T is None else dstate_T[0])
-            g["carry_gemm"][...] = 0
+            self._set_carry(bw["carry_part"], None if dstate_T is None else dstate_T[0])
+            bw["carry_gemm"][...] = 0
 
         W_chT, W_ghT = W_c[I:].T, W_g[I:].T
 
         def loop():
             for t in range(T - 1, -1, -1):
-                be.launch("gru_bwd_cand", dt, n, H, g["dhs"][t], g["carry_part"], g["carry_gemm"], f["ru"][t],
-                          f["cand"][t], f["h"][t], g["dh"], g["dac"][t], g["dag"][t])
-                be.gemm(g["dac"][t], W_chT, g["drh"])                        # [GRU-B6], r*h columns
-                be.launch("gru_bwd_reset", dt, n, H, g["drh"], g["dh"], f["ru"][t], f["h"][t], g["dag"][t],
-                          g["carry_part"])
-                be.gemm(g["dag"][t], W_ghT, g["carry_gemm"])                 # [GRU-B10], h columns
+                be.launch("gru_bwd_cand", dt, n, H, bw["dhs"][t], bw["carry_part"], bw["carry_gemm"], fw["ru"][t],
+                          fw["cand"][t], fw["h"][t], bw["dh"], bw["dac"][t], bw["dag"][t])
+                be.gemm(bw["dac"][t], W_chT, bw["drh"])                        # [GRU-B6], r*h columns
+                be.launch("gru_bwd_reset", dt, n, H, bw["drh"], bw["dh"], fw["ru"][t], fw["h"][t], bw["dag"][t],
+                          bw["carry_part"])
+                be.gemm(bw["dag"][t], W_ghT, bw["carry_gemm"])                 # [GRU-B10], h columns
 
         reset()
         be.run_loop(ws, ("bwd", T), loop,
-                    lambda: (g["dag"][:T], g["dac"][:T], g["carry_part"], g["carry_gemm"]), reset,
+                    lambda: (bw["dag"][:T], bw["dac"][:T], bw["carry_part"], bw["carry_gemm"]), reset,
                     params=(W_g, W_c))
 
         xp = be.xp
-        dag = g["dag"][:T].reshape(T * B, 2 * H)
-        dac = g["dac"][:T].reshape(T * B, H)
+        dag = bw["dag"][:T].reshape(T * B, 2 * H)
+        dac = bw["dac"][:T].reshape(T * B, H)
         xT = x.reshape(T * B, I).T
         dW_g, dW_c = xp.empty_like(W_g), xp.empty_like(W_c)
         be.gemm(xT, dag, dW_g[:I])                                           # [GRU-B9]
-        be.gemm(f["h"][:T].reshape(T * B, H).T, dag, dW_g[I:])               # [GRU-B9]
+        be.gemm(fw["h"][:T].reshape(T * B, H).T, dag, dW_g[I:])               # [GRU-B9]
         be.gemm(xT, dac, dW_c[:I])                                           # [GRU-B5]
-        be.gemm(f["rh"][:T].reshape(T * B, H).T, dac, dW_c[I:])              # [GRU-B5]
+        be.gemm(fw["rh"][:T].reshape(T * B, H).T, dac, dW_c[I:])              # [GRU-B5]
         dx = xp.empty((T * B, I), dtype=dt)
         dx_c = xp.empty((T * B, I), dtype=dt)
         be.gemm(dag, W_g[:I].T, dx)                                          # [GRU-B10] (x columns), [GRU-B12]
         be.gemm(dac, W_c[:I].T, dx_c)                                        # [GRU-B6] (x columns), [GRU-B12]
         dx += dx_c
         dparams = {"W_g": dW_g, "b_g": dag.sum(axis=0), "W_c": dW_c, "b_c": dac.sum(axis=0)}
-        dh0 = g["carry_part"] + g["carry_gemm"]                              # [GRU-B11], [GRU-B13]
+        dh0 = bw["carry_part"] + bw["carry_gemm"]                              # [GRU-B11], [GRU-B13]
         return dparams, dx.reshape(T, B, I), (dh0,)
 
 
@@ -336,69 +337,69 @@ class CudaNestedLSTM(CudaUnit):
         be = self.backend
         I, H, D = self.input_size, self.hidden_size, self.reference.depth
         ws, T, B = self._start(x)
-        f, dt, n = ws.f, x.dtype, B * H
+        fw, dt, n = ws.fwd, x.dtype, B * H
         W0 = params["W0"]
-        zx = f["zx"][:T]
+        zx = fw["zx"][:T]
         be.gemm(x.reshape(T * B, I), W0[:I], zx.reshape(T * B, 4 * H))      # [NLSTM-F1], level 0 input part
         zx += params["b0"]
-        f["h"][0] = state0[0]
+        fw["h"][0] = state0[0]
         for k in range(D):
-            f["c"][k, 0] = state0[1 + k]
+            fw["c"][k, 0] = state0[1 + k]
         Ws = [W0[I:]] + [params[f"W{k}"] for k in range(1, D)]
         bs = [None] + [params[f"b{k}"] for k in range(1, D)]
         lg, ls, lt = self._strides(ws)
-        gates, c, cat = f["gates"], f["c"], f["cat"]
+        gates, c, cat = fw["gates"], fw["c"], fw["cat"]
 
         def loop():
             for t in range(T):
                 for k in range(D):                                           # outside-in: gates  [NLSTM-F0]
-                    src = f["h"][t] if k == 0 else cat[k - 1, t]
-                    be.gemm(src, Ws[k], f["zr"])                             # [NLSTM-F1]
+                    src = fw["h"][t] if k == 0 else cat[k - 1, t]
+                    be.gemm(src, Ws[k], fw["zr"])                             # [NLSTM-F1]
                     add, add_rows = (zx[t], 1) if k == 0 else (bs[k], 0)
                     has_next = int(k < D - 1)
                     nxt = cat[k, t] if has_next else gates[k, t]             # (unused when innermost)
                     be.launch("nlstm_fwd_gates", dt, n, H, self._cand_tanh(k), has_next, add, add_rows,
-                              f["zr"], c[k, t], gates[k, t], nxt)
+                              fw["zr"], c[k, t], gates[k, t], nxt)
                 be.launch("nlstm_fwd_out", dt, n, H, D, lg, ls, lt, gates[0, t], c[0, t], c[0, t + 1],
-                          f["tc"][0, t], f["h"][t + 1])                      # inside-out: memories, outputs
+                          fw["tc"][0, t], fw["h"][t + 1])                      # inside-out: memories, outputs
 
         params_used = tuple(params[f"W{k}"] for k in range(D)) + tuple(b for b in bs if b is not None)
-        be.run_loop(ws, ("fwd", T), loop, lambda: (f["h"][1:T + 1], c[:, 1:T + 1]), params=params_used)
-        state_T = (f["h"][T].copy(),) + tuple(c[k, T].copy() for k in range(D))
-        return f["h"][1:T + 1].copy(), state_T, self._finish(ws, T, x)
+        be.run_loop(ws, ("fwd", T), loop, lambda: (fw["h"][1:T + 1], c[:, 1:T + 1]), params=params_used)
+        state_T = (fw["h"][T].copy(),) + tuple(c[k, T].copy() for k in range(D))
+        return fw["h"][1:T + 1].copy(), state_T, self._finish(ws, T, x)
 
     def backward(self, params, cache, dhs, dstate_T=None):
         be = self.backend
         ws, T, x = cache.ws, cache.T, cache.x
         I, H, D, B = self.input_size, self.hidden_size, self.reference.depth, ws.B
-        f, g = ws.f, ws.backward_buffers(self._backward_shapes(B, ws.cap))
+        fw, bw = ws.fwd, ws.backward_buffers(self._backward_shapes(B, ws.cap))
         dt, n = ws.dtype, B * H
-        g["dhs"][:T] = dhs
+        bw["dhs"][:T] = dhs
         dstate_T = (None,) * (D + 1) if dstate_T is None else dstate_T
 
         def reset():                                                         # [NLSTM-B18]
-            self._set_carry(g["dh"], dstate_T[0])
+            self._set_carry(bw["dh"], dstate_T[0])
             for k in range(D):
-                self._set_carry(g["dc"][k], dstate_T[1 + k])
+                self._set_carry(bw["dc"][k], dstate_T[1 + k])
 
         W0 = params["W0"]
         WsT = [W0[I:].T] + [params[f"W{k}"].T for k in range(1, D)]
         lg, ls, lt = self._strides(ws)
-        gates, c, dz = f["gates"], f["c"], g["dz"]
+        gates, c, dz = fw["gates"], fw["c"], bw["dz"]
 
         def loop():
             for t in range(T - 1, -1, -1):
-                be.launch("nlstm_bwd_out", dt, n, H, D, self._cand_tanh(D - 1), lg, ls, lt, n, g["dhs"][t],
-                          g["dh"], g["dc"], gates[0, t], f["tc"][0, t], c[0, t], dz[0, t])
+                be.launch("nlstm_bwd_out", dt, n, H, D, self._cand_tanh(D - 1), lg, ls, lt, n, bw["dhs"][t],
+                          bw["dh"], bw["dc"], gates[0, t], fw["tc"][0, t], c[0, t], dz[0, t])
                 for k in range(D - 1, 0, -1):                                # inside-out through the gates
-                    be.gemm(dz[k, t], WsT[k], g["dcat"])                     # [NLSTM-B12]
-                    be.launch("nlstm_bwd_level", dt, n, H, self._cand_tanh(k - 1), g["dcat"], gates[k - 1, t],
-                              c[k - 1, t], dz[k - 1, t], g["dc"][k - 1])
-                be.gemm(dz[0, t], WsT[0], g["dh"])                           # [NLSTM-B14]
+                    be.gemm(dz[k, t], WsT[k], bw["dcat"])                     # [NLSTM-B12]
+                    be.launch("nlstm_bwd_level", dt, n, H, self._cand_tanh(k - 1), bw["dcat"], gates[k - 1, t],
+                              c[k - 1, t], dz[k - 1, t], bw["dc"][k - 1])
+                be.gemm(dz[0, t], WsT[0], bw["dh"])                           # [NLSTM-B14]
 
         reset()
         params_used = tuple(params[f"W{k}"] for k in range(D))
-        be.run_loop(ws, ("bwd", T), loop, lambda: (dz[:, :T], g["dh"], g["dc"]), reset, params=params_used)
+        be.run_loop(ws, ("bwd", T), loop, lambda: (dz[:, :T], bw["dh"], bw["dc"]), reset, params=params_used)
 
         xp = be.xp
         dparams = {}
@@ -407,14 +408,14 @@ class CudaNestedLSTM(CudaUnit):
             dW = xp.empty_like(params[f"W{k}"])
             if k == 0:
                 be.gemm(x.reshape(T * B, I).T, dzk, dW[:I])                  # [NLSTM-B15]
-                be.gemm(f["h"][:T].reshape(T * B, H).T, dzk, dW[I:])         # [NLSTM-B15]
+                be.gemm(fw["h"][:T].reshape(T * B, H).T, dzk, dW[I:])         # [NLSTM-B15]
             else:
-                be.gemm(f["cat"][k - 1, :T].reshape(T * B, 2 * H).T, dzk, dW)  # [NLSTM-B15]
+                be.gemm(fw["cat"][k - 1, :T].reshape(T * B, 2 * H).T, dzk, dW)  # [NLSTM-B15]
             dparams[f"W{k}"] = dW
             dparams[f"b{k}"] = dzk.sum(axis=0)                               # [NLSTM-B16]
         dx = xp.empty((T * B, I), dtype=dt)
         be.gemm(dz[0, :T].reshape(T * B, 4 * H), W0[:I].T, dx)               # [NLSTM-B17]
-        dstate0 = (g["dh"].copy(),) + tuple(g["dc"][k].copy() for k in range(D))
+        dstate0 = (bw["dh"].copy(),) + tuple(bw["dc"][k].copy() for k in range(D))
         return dparams, dx.reshape(T, B, I), dstate0
 
 
