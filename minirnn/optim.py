@@ -46,9 +46,9 @@ class Adam:
                 adam_step(p, g, m, v, lr_t, self.beta1, self.beta2, self.eps)   # one fused kernel
                 continue
             if self.fused and p.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous:
-                from minirnn.kernels.cpu.adam import adam_update
+                from minirnn.kernels.cpu.adam import adam_step
 
-                adam_update(p.reshape(-1), np.ascontiguousarray(g, dtype=p.dtype).reshape(-1), m.reshape(-1),
+                adam_step(p.reshape(-1), np.ascontiguousarray(g, dtype=p.dtype).reshape(-1), m.reshape(-1),
                             v.reshape(-1), lr_t, self.beta1, self.beta2, self.eps)   # one fused pass
                 continue
             m *= self.beta1

@@ -11,7 +11,7 @@ from numba import njit
 
 
 @njit(cache=True, fastmath=False, error_model="numpy", nogil=True)
-def adam_update(p, g, m, v, lr_t, beta1, beta2, eps):
+def adam_step(p, g, m, v, lr_t, beta1, beta2, eps):
     """In place, elementwise over flat arrays of one dtype (constants cast to it, as NumPy does)."""
     b1 = p.dtype.type(beta1)
     b2 = p.dtype.type(beta2)

@@ -168,7 +168,7 @@ def _sigmoid_ov(z):
 
 
 @njit(**JIT)
-def gru_gates_fwd(zx, zh, h, g_out, rh_out):
+def gru_fwd_gates(zx, zh, h, g_out, rh_out):
     """Gates r, u and the reset state r*h of one step.
 
     zx  (B, 3H)  x_t W_x + [b_g, b_c] (input part, all steps precomputed)
@@ -185,7 +185,7 @@ def gru_gates_fwd(zx, zh, h, g_out, rh_out):
 
 
 @njit(**JIT)
-def gru_out_fwd(zx, zc, g, h, c_out, h_out):
+def gru_fwd_cand(zx, zc, g, h, c_out, h_out):
     """Candidate and new state of one step.
 
     zx (B, 3H) as above (columns 2H: are x_t W_c[:I] + b_c);  zc (B, H) = (r*h) W_c[I:]
@@ -202,7 +202,7 @@ def gru_out_fwd(zx, zc, g, h, c_out, h_out):
 
 
 @njit(**JIT)
-def gru_bwd1(dh_out, dhc_part, dhc_mat, g, c, h_prev, dh, da):
+def gru_bwd_cand(dh_out, dhc_part, dhc_mat, g, c, h_prev, dh, da):
     """First half of one backward step: dh, da_c and the u-part of da_g.
 
     dh_out (B, H)   dL/dh_t from the layer above (dhs[t])
@@ -226,7 +226,7 @@ def gru_bwd1(dh_out, dhc_part, dhc_mat, g, c, h_prev, dh, da):
 
 
 @njit(**JIT)
-def gru_bwd2(drh, h_prev, g, dh, da, dhc_part):
+def gru_bwd_reset(drh, h_prev, g, dh, da, dhc_part):
     """Second half: the r-part of da_g and the elementwise part of the carry.
 
     drh (B, H) = da_c W_c[I:]^T   ([GRU-B6])
@@ -247,7 +247,7 @@ def gru_bwd2(drh, h_prev, g, dh, da, dhc_part):
 
 
 @njit(**JIT)
-def lstm_fwd(zx, zh, c_prev, gates, c_out, tc_out, h_out):
+def lstm_fwd_step(zx, zh, c_prev, gates, c_out, tc_out, h_out):
     """One LSTM step after the recurrent product.
 
     zx (B, 4H) = x_t W[:I] + b;  zh (B, 4H) = h_{t-1} W[I:];  c_prev (B, H)
@@ -274,7 +274,7 @@ def lstm_fwd(zx, zh, c_prev, gates, c_out, tc_out, h_out):
 
 
 @njit(**JIT)
-def lstm_bwd(dh_out, dh_carry, dc_carry, gates, tc, c_prev, dz):
+def lstm_bwd_step(dh_out, dh_carry, dc_carry, gates, tc, c_prev, dz):
     """One LSTM backward step up to the recurrent product.
 
     dh_out (B, H) = dhs[t];  dh_carry (B, H) = dz_{t+1} W[I:]^T;  dc_carry (B, H) in/out
@@ -308,7 +308,7 @@ def lstm_bwd(dh_out, dh_carry, dc_carry, gates, tc, c_prev, dz):
 
 
 @njit(**JIT)
-def nlstm_level_fwd(zh, zadd, c_old, gates, out, inner, cand_tanh):
+def nlstm_fwd_gates(zh, zadd, c_old, gates, out, inner, cand_tanh):
     """Gates of one level, handing (a_{k+1}, b_{k+1}) down (or closing the innermost memory).
 
     zh (B, 4H) = the level's matrix product;  zadd (B, 4H) = the rest of [NLSTM-F1]
@@ -345,7 +345,7 @@ def nlstm_level_fwd(zh, zadd, c_old, gates, out, inner, cand_tanh):
 
 
 @njit(**JIT)
-def nlstm_out_fwd(t, G, C, TC, Hs):
+def nlstm_fwd_out(t, G, C, TC, Hs):
     """Inside-out pass of step t: tanh of each new memory, level outputs, the unit output.
 
     G (D, T, B, 4H) gates;  C (D, T+1, B, H) memories, C[D-1, t+1] already holds the
@@ -366,7 +366,7 @@ def nlstm_out_fwd(t, G, C, TC, Hs):
 
 
 @njit(**JIT)
-def nlstm_out_bwd(t, dh_out, dh_carry, dc_carry, G, TC, DZ, dinner):
+def nlstm_bwd_out(t, dh_out, dh_carry, dc_carry, G, TC, DZ, dinner):
     """Outside-in pass of backward step t through the level outputs.
 
     dh_out (B, H) = dhs[t];  dh_carry (B, H) = dz0_{t+1} W0[I:]^T;  dc_carry (D, B, H)
@@ -390,13 +390,13 @@ def nlstm_out_bwd(t, dh_out, dh_carry, dc_carry, G, TC, DZ, dinner):
 
 
 @njit(**JIT)
-def nlstm_gate_bwd(dab, off, gates, c_old, dz, dc_carry, cand_tanh):
+def nlstm_bwd_level(dab, off, gates, c_old, dz, dc_carry, cand_tanh):
     """Backward through one level's gates, given the gradients of (a_{k+1}, b_{k+1}).
 
     dab: da_{k+1} = dab[:, :H], db_{k+1} = dab[:, off:off+H]
          (innermost: dab = dinner, off = 0; else dab = the (B, 2H) dcat of level k+1)
     gates (B, 4H), c_old (B, H) = c_k of the previous step
-    dz (B, 4H) <- columns i, j, f (o was written by nlstm_out_bwd)
+    dz (B, 4H) <- columns i, j, f (o was written by nlstm_bwd_out)
     dc_carry (B, H) <- dc_k for step t-1
     """
     B, H = c_old.shape

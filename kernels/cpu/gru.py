@@ -7,7 +7,7 @@ forward   Zx = X [W_g[:I] | W_c[:I]] + [b_g | b_c] for all T*B rows in ONE produ
           (input parts of [GRU-F1] and [GRU-F3]; a row lookup when X is one-hot
           ids, _common.input_part); per step two recurrent products,
           h W_g[I:] and (r*h) W_c[I:] (BLAS, into buffers), each followed by a kernel
-backward  per step: ``gru_bwd1``, drh = da_c W_c[I:]^T, ``gru_bwd2``,
+backward  per step: ``gru_bwd_cand``, drh = da_c W_c[I:]^T, ``gru_bwd_reset``,
           da_g W_g[I:]^T (BLAS into buffers); the carried gradient is kept in two
           parts and summed inside the next step's kernel
           after the loop: dW_x = X^T dA, dW_g[I:] = H_prev^T dA_g,
@@ -24,7 +24,7 @@ import numpy as np
 from minirnn.units.gru import GRU
 
 from ._common import FastCPUUnit, as_c, carry_in, input_grad, input_part, input_weight_grad, is_numpy, scratch
-from .gates import gru_bwd1, gru_bwd2, gru_gates_fwd, gru_out_fwd
+from .gates import gru_bwd_cand, gru_bwd_reset, gru_fwd_gates, gru_fwd_cand
 
 
 class FastGRU(FastCPUUnit, GRU):
@@ -51,9 +51,9 @@ class FastGRU(FastCPUUnit, GRU):
         Hs[0] = state0[0]
         for t in range(T):
             np.matmul(Hs[t], W_gh, out=zg)                   # recurrent part of [GRU-F1]
-            gru_gates_fwd(Zx[t], zg, Hs[t], G[t], RH[t])     # [GRU-F1], [GRU-F2]
+            gru_fwd_gates(Zx[t], zg, Hs[t], G[t], RH[t])     # [GRU-F1], [GRU-F2]
             np.matmul(RH[t], W_ch, out=zc)                   # recurrent part of [GRU-F3]
-            gru_out_fwd(Zx[t], zc, G[t], Hs[t], Cc[t], Hs[t + 1])  # [GRU-F3]..[GRU-F5]
+            gru_fwd_cand(Zx[t], zc, G[t], Hs[t], Cc[t], Hs[t + 1])  # [GRU-F3]..[GRU-F5]
         cache = {"fast": True, "x": x, "W_x": W_x, "Hs": Hs, "G": G, "RH": RH, "C": Cc}
         return Hs[1:], (Hs[T],), cache
 
@@ -75,9 +75,9 @@ class FastGRU(FastCPUUnit, GRU):
         dA = scratch((T, B, 3 * H), dtype=dt)               # [da_r | da_u | da_c] per step
         W_chT, W_ghT = W_ch.T, W_gh.T
         for t in range(T - 1, -1, -1):
-            gru_bwd1(dhs[t], dhc_part, dhc_mat, G[t], Cc[t], Hs[t], dh, dA[t])  # [GRU-B1]..[GRU-B4], [GRU-B8]
+            gru_bwd_cand(dhs[t], dhc_part, dhc_mat, G[t], Cc[t], Hs[t], dh, dA[t])  # [GRU-B1]..[GRU-B4], [GRU-B8]
             np.matmul(dA[t, :, 2 * H:], W_chT, out=drh)      # [GRU-B6] (the r*h rows)
-            gru_bwd2(drh, Hs[t], G[t], dh, dA[t], dhc_part)  # [GRU-B7], [GRU-B8], [GRU-B11]
+            gru_bwd_reset(drh, Hs[t], G[t], dh, dA[t], dhc_part)  # [GRU-B7], [GRU-B8], [GRU-B11]
             np.matmul(dA[t, :, :2 * H], W_ghT, out=dhc_mat)  # [GRU-B10] (h columns), [GRU-B11] (matrix part)
 
         dA2 = dA.reshape(T * B, 3 * H)

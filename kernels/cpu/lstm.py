@@ -5,8 +5,8 @@ Same parameters, state and interface as the reference ``minirnn.units.LSTM``
 
 forward   Zx = X W[:I] + b for all T*B rows at once            (input part of [LSTM-F1];
           a row lookup when X is one-hot ids, _common.input_part)
-          per step: zh = h_{t-1} W[I:] (BLAS, into a buffer) then ``lstm_fwd``
-backward  per step: ``lstm_bwd`` then dh_carry = dz_t W[I:]^T (BLAS, into a buffer)
+          per step: zh = h_{t-1} W[I:] (BLAS, into a buffer) then ``lstm_fwd_step``
+backward  per step: ``lstm_bwd_step`` then dh_carry = dz_t W[I:]^T (BLAS, into a buffer)
           after the loop: dW[:I] = X^T dZ, dW[I:] = H_prev^T dZ, db = sum dZ,
           dX = dZ W[:I]^T (none for ids)                        ([LSTM-B7], [LSTM-B8])
 
@@ -20,7 +20,7 @@ import numpy as np
 from minirnn.units.lstm import LSTM
 
 from ._common import FastCPUUnit, as_c, carry_in, input_grad, input_part, input_weight_grad, is_numpy, scratch
-from .gates import lstm_bwd, lstm_fwd
+from .gates import lstm_bwd_step, lstm_fwd_step
 
 
 class FastLSTM(FastCPUUnit, LSTM):
@@ -46,7 +46,7 @@ class FastLSTM(FastCPUUnit, LSTM):
         Cs[0] = state0[1]
         for t in range(T):
             np.matmul(Hs[t], W_h, out=zh)              # recurrent part of [LSTM-F1]
-            lstm_fwd(Zx[t], zh, Cs[t], G[t], Cs[t + 1], TC[t], Hs[t + 1])  # [LSTM-F1]..[LSTM-F4]
+            lstm_fwd_step(Zx[t], zh, Cs[t], G[t], Cs[t + 1], TC[t], Hs[t + 1])  # [LSTM-F1]..[LSTM-F4]
         cache = {"fast": True, "x": x, "Hs": Hs, "Cs": Cs, "G": G, "TC": TC}
         return Hs[1:], (Hs[T], Cs[T]), cache
 
@@ -66,7 +66,7 @@ class FastLSTM(FastCPUUnit, LSTM):
         dZ = scratch((T, B, 4 * H), dtype=dt)
         W_hT = W_h.T                                    # a transposed view; BLAS reads it as is
         for t in range(T - 1, -1, -1):
-            lstm_bwd(dhs[t], dh_carry, dc_carry, G[t], TC[t], Cs[t], dZ[t])  # [LSTM-B1]..[LSTM-B6]
+            lstm_bwd_step(dhs[t], dh_carry, dc_carry, G[t], TC[t], Cs[t], dZ[t])  # [LSTM-B1]..[LSTM-B6]
             np.matmul(dZ[t], W_hT, out=dh_carry)        # [LSTM-B8] (the h rows)
 
         dZ2 = dZ.reshape(T * B, 4 * H)

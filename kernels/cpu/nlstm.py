@@ -5,11 +5,11 @@ Same parameters, state and interface as the reference ``minirnn.units.NestedLSTM
 
 forward   Zx = X W0[:I] + b0 for all T*B rows at once      (input part of [NLSTM-F1], level 0;
           a row lookup when X is one-hot ids, _common.input_part)
-          per step, outside-in: level 0: h W0[I:] (BLAS) + ``nlstm_level_fwd``;
+          per step, outside-in: level 0: h W0[I:] (BLAS) + ``nlstm_fwd_gates``;
           level k >= 1: [a_k, b_k] W_k (BLAS; its input depends on the step) +
-          ``nlstm_level_fwd``; then ``nlstm_out_fwd`` (inside-out, all levels)
-backward  per step: ``nlstm_out_bwd`` (outside-in, all levels), then inside-out per
-          level ``nlstm_gate_bwd`` and dcat = dz_k W_k^T (BLAS into a buffer)
+          ``nlstm_fwd_gates``; then ``nlstm_fwd_out`` (inside-out, all levels)
+backward  per step: ``nlstm_bwd_out`` (outside-in, all levels), then inside-out per
+          level ``nlstm_bwd_level`` and dcat = dz_k W_k^T (BLAS into a buffer)
           after the loop, per level one product: dW0[:I] = X^T dZ0,
           dW0[I:] = H_prev^T dZ0, dW_k = CAT_k^T dZ_k, db_k = sum dZ_k, dX = dZ0 W0[:I]^T
           ([NLSTM-B15]..[NLSTM-B17]); the level inputs CAT_k are stored in forward.
@@ -25,7 +25,7 @@ from minirnn.units.nlstm import NestedLSTM
 
 from ._common import (FastCPUUnit, as_c, carry_in, input_grad, input_part, input_weight_grad, is_numpy, scratch,
                       takes_ids)
-from .gates import nlstm_gate_bwd, nlstm_level_fwd, nlstm_out_bwd, nlstm_out_fwd
+from .gates import nlstm_bwd_level, nlstm_fwd_gates, nlstm_bwd_out, nlstm_fwd_out
 
 
 class FastNestedLSTM(FastCPUUnit, NestedLSTM):
@@ -66,10 +66,10 @@ class FastNestedLSTM(FastCPUUnit, NestedLSTM):
                     np.matmul(CAT[k - 1, t], Wrec[k], out=zh)  # [NLSTM-F1]
                     zadd = badd[k]
                 if k == D - 1:                                # innermost: c_{D-1}' = b_D + a_D
-                    nlstm_level_fwd(zh, zadd, C[k, t], G[k, t], C[k, t + 1], True, tanh_at[k])
+                    nlstm_fwd_gates(zh, zadd, C[k, t], G[k, t], C[k, t + 1], True, tanh_at[k])
                 else:                                         # hand [a_{k+1}, b_{k+1}] down
-                    nlstm_level_fwd(zh, zadd, C[k, t], G[k, t], CAT[k, t], False, tanh_at[k])
-            nlstm_out_fwd(t, G, C, TC, Hs)                    # inside-out  [NLSTM-F9]..[NLSTM-F11]
+                    nlstm_fwd_gates(zh, zadd, C[k, t], G[k, t], CAT[k, t], False, tanh_at[k])
+            nlstm_fwd_out(t, G, C, TC, Hs)                    # inside-out  [NLSTM-F9]..[NLSTM-F11]
         cache = {"fast": True, "x": x, "Hs": Hs, "C": C, "G": G, "TC": TC, "CAT": CAT}
         return Hs[1:], (Hs[T],) + tuple(C[k, T] for k in range(D)), cache
 
@@ -93,13 +93,13 @@ class FastNestedLSTM(FastCPUUnit, NestedLSTM):
         dcat = scratch((B, 2 * H), dtype=dt)
         tanh_at = [self._candidate_has_tanh(k) for k in range(D)]
         for t in range(T - 1, -1, -1):
-            nlstm_out_bwd(t, dhs[t], dh_carry, dc_carry, G, TC, dZ, dinner)  # [NLSTM-B1]..[NLSTM-B5]
+            nlstm_bwd_out(t, dhs[t], dh_carry, dc_carry, G, TC, dZ, dinner)  # [NLSTM-B1]..[NLSTM-B5]
             for k in range(D - 1, -1, -1):                     # inside-out
                 if k == D - 1:
                     dab, off = dinner, 0                       # da_D = db_D = dc_{D-1}'  [NLSTM-B5]
                 else:
                     dab, off = dcat, H                         # [NLSTM-B13]
-                nlstm_gate_bwd(dab, off, G[k, t], C[k, t], dZ[k, t], dc_carry[k], tanh_at[k])  # [NLSTM-B6]..[NLSTM-B11]
+                nlstm_bwd_level(dab, off, G[k, t], C[k, t], dZ[k, t], dc_carry[k], tanh_at[k])  # [NLSTM-B6]..[NLSTM-B11]
                 if k >= 1:
                     np.matmul(dZ[k, t], WrecT[k], out=dcat)    # [NLSTM-B12], [NLSTM-B13]
                 else:

@@ -132,16 +132,16 @@ MR_HD void gru_fwd_cand_elem(int idx, int H, const T* zxc_t, const T* zrc, const
 }
 
 // The carried gradient dh_t^carry of [GRU-B11] arrives in two parts:
-// carry_part = dh u + d(rh) r (elementwise, from gru_bwd_reset of step t+1) and
-// carry_gemm = da_g W_g[I:]^T (the recurrent GEMM of step t+1).
+// dhc_part = dh u + d(rh) r (elementwise, from gru_bwd_reset of step t+1) and
+// dhc_mat = da_g W_g[I:]^T (the recurrent GEMM of step t+1).
 template <typename T>
-MR_HD void gru_bwd_cand_elem(int idx, int H, const T* dhs_t, const T* carry_part, const T* carry_gemm,
+MR_HD void gru_bwd_cand_elem(int idx, int H, const T* dhs_t, const T* dhc_part, const T* dhc_mat,
                              const T* ru_t, const T* cand_t, const T* h_prev, T* dh, T* dac_t, T* dag_t)
 {
     const int b = idx / H, j = idx % H;
     const T u = ru_t[b * 2 * H + H + j];
     const T c = cand_t[idx];
-    const T dht = dhs_t[idx] + carry_part[idx] + carry_gemm[idx]; // [GRU-B1]
+    const T dht = dhs_t[idx] + dhc_part[idx] + dhc_mat[idx]; // [GRU-B1]
     const T dc = dht * (T(1) - u);                                // [GRU-B2]
     const T du = dht * (h_prev[idx] - c);                         // [GRU-B3]
     dh[idx] = dht;
@@ -152,14 +152,14 @@ MR_HD void gru_bwd_cand_elem(int idx, int H, const T* dhs_t, const T* carry_part
 // drh = da_c W_c[I:]^T: the r*h columns of [GRU-B6].
 template <typename T>
 MR_HD void gru_bwd_reset_elem(int idx, int H, const T* drh, const T* dh, const T* ru_t, const T* h_prev,
-                              T* dag_t, T* carry_part)
+                              T* dag_t, T* dhc_part)
 {
     const int b = idx / H, j = idx % H;
     const T reset = ru_t[b * 2 * H + j];
     const T u = ru_t[b * 2 * H + H + j];
     const T dr = drh[idx] * h_prev[idx];                          // [GRU-B7]
     dag_t[b * 2 * H + j] = dr * reset * (T(1) - reset);           // [GRU-B8] (r half)
-    carry_part[idx] = dh[idx] * u + drh[idx] * reset;             // [GRU-B11] (first two terms)
+    dhc_part[idx] = dh[idx] * u + drh[idx] * reset;             // [GRU-B11] (first two terms)
 }
 
 // ================================================================ Nested LSTM

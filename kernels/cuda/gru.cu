@@ -2,7 +2,7 @@
 // each direction because the candidate's GEMM needs r * h first.
 // Forward per step:  zrg = h W_g[I:]; gru_fwd_gates; zrc = (r h) W_c[I:]; gru_fwd_cand.
 // Backward per step: gru_bwd_cand; drh = da_c W_c[I:]^T; gru_bwd_reset;
-//                    carry_gemm = da_g W_g[I:]^T.
+//                    dhc_mat = da_g W_g[I:]^T.
 #include "gates.cuh"
 
 // [GRU-F1] [GRU-F2]
@@ -22,16 +22,16 @@ __global__ void gru_fwd_cand(int n, int H, const T* zxc_t, const T* zrc, const T
 
 // [GRU-B1]..[GRU-B4], [GRU-B8] (u half)
 template <typename T>
-__global__ void gru_bwd_cand(int n, int H, const T* dhs_t, const T* carry_part, const T* carry_gemm,
+__global__ void gru_bwd_cand(int n, int H, const T* dhs_t, const T* dhc_part, const T* dhc_mat,
                              const T* ru_t, const T* cand_t, const T* h_prev, T* dh, T* dac_t, T* dag_t)
 {
-    MR_FOR_EACH(idx, n) gru_bwd_cand_elem<T>(idx, H, dhs_t, carry_part, carry_gemm, ru_t, cand_t, h_prev, dh, dac_t, dag_t);
+    MR_FOR_EACH(idx, n) gru_bwd_cand_elem<T>(idx, H, dhs_t, dhc_part, dhc_mat, ru_t, cand_t, h_prev, dh, dac_t, dag_t);
 }
 
 // [GRU-B7], [GRU-B8] (r half), [GRU-B11] (elementwise terms)
 template <typename T>
 __global__ void gru_bwd_reset(int n, int H, const T* drh, const T* dh, const T* ru_t, const T* h_prev, T* dag_t,
-                              T* carry_part)
+                              T* dhc_part)
 {
-    MR_FOR_EACH(idx, n) gru_bwd_reset_elem<T>(idx, H, drh, dh, ru_t, h_prev, dag_t, carry_part);
+    MR_FOR_EACH(idx, n) gru_bwd_reset_elem<T>(idx, H, drh, dh, ru_t, h_prev, dag_t, dhc_part);
 }

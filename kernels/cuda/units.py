@@ -155,7 +155,7 @@ class CudaUnit(Unit):
 class CudaLSTM(CudaUnit):
     def _forward_shapes(self, B, cap):
         H = self.hidden_size
-        return {"zx": (cap, B, 4 * H), "zr": (B, 4 * H), "gates": (cap, B, 4 * H),
+        return {"zx": (cap, B, 4 * H), "zh": (B, 4 * H), "gates": (cap, B, 4 * H),
                 "h": (cap + 1, B, H), "c": (cap + 1, B, H), "tc": (cap, B, H)}
 
     def _backward_shapes(self, B, cap):
@@ -178,8 +178,8 @@ class CudaLSTM(CudaUnit):
 
         def loop():
             for t in range(T):
-                be.gemm(fw["h"][t], W_h, fw["zr"])                             # [LSTM-F1], recurrent part
-                be.launch("lstm_fwd_step", dt, n, H, zx[t], fw["zr"], fw["c"][t], fw["gates"][t],
+                be.gemm(fw["h"][t], W_h, fw["zh"])                             # [LSTM-F1], recurrent part
+                be.launch("lstm_fwd_step", dt, n, H, zx[t], fw["zh"], fw["c"][t], fw["gates"][t],
                           fw["c"][t + 1], fw["tc"][t], fw["h"][t + 1])
 
         be.run_loop(ws, ("fwd", T), loop, lambda: (fw["h"][1:T + 1], fw["c"][1:T + 1]), params=(W,))
@@ -226,13 +226,13 @@ class CudaLSTM(CudaUnit):
 class CudaGRU(CudaUnit):
     def _forward_shapes(self, B, cap):
         H = self.hidden_size
-        return {"zxg": (cap, B, 2 * H), "zxc": (cap, B, H), "zrg": (B, 2 * H), "zrc": (B, H),
+        return {"zxg": (cap, B, 2 * H), "zxc": (cap, B, H), "zg": (B, 2 * H), "zc": (B, H),
                 "ru": (cap, B, 2 * H), "rh": (cap, B, H), "cand": (cap, B, H), "h": (cap + 1, B, H)}
 
     def _backward_shapes(self, B, cap):
         H = self.hidden_size
         return {"dhs": (cap, B, H), "dag": (cap, B, 2 * H), "dac": (cap, B, H), "dh": (B, H),
-                "drh": (B, H), "carry_part": (B, H), "carry_gemm": (B, H)}
+                "drh": (B, H), "dhc_part": (B, H), "dhc_mat": (B, H)}
 
     def forward(self, params, x, state0):
         self._check(params, x, state0)
@@ -252,10 +252,10 @@ class CudaGRU(CudaUnit):
 
         def loop():
             for t in range(T):
-                be.gemm(fw["h"][t], W_gh, fw["zrg"])                           # [GRU-F1], recurrent part
-                be.launch("gru_fwd_gates", dt, n, H, zxg[t], fw["zrg"], fw["h"][t], fw["ru"][t], fw["rh"][t])
-                be.gemm(fw["rh"][t], W_ch, fw["zrc"])                          # [GRU-F3], recurrent part
-                be.launch("gru_fwd_cand", dt, n, H, zxc[t], fw["zrc"], fw["ru"][t], fw["h"][t], fw["cand"][t],
+                be.gemm(fw["h"][t], W_gh, fw["zg"])                           # [GRU-F1], recurrent part
+                be.launch("gru_fwd_gates", dt, n, H, zxg[t], fw["zg"], fw["h"][t], fw["ru"][t], fw["rh"][t])
+                be.gemm(fw["rh"][t], W_ch, fw["zc"])                          # [GRU-F3], recurrent part
+                be.launch("gru_fwd_cand", dt, n, H, zxc[t], fw["zc"], fw["ru"][t], fw["h"][t], fw["cand"][t],
                           fw["h"][t + 1])
 
         be.run_loop(ws, ("fwd", T), loop, lambda: (fw["h"][1:T + 1],), params=(W_g, W_c))
@@ -271,23 +271,23 @@ class CudaGRU(CudaUnit):
         bw["dhs"][:T] = dhs
 
         def reset():                                                         # [GRU-B13]
-            self._set_carry(bw["carry_part"], None if dstate_T is None else dstate_T[0])
-            bw["carry_gemm"][...] = 0
+            self._set_carry(bw["dhc_part"], None if dstate_T is None else dstate_T[0])
+            bw["dhc_mat"][...] = 0
 
         W_chT, W_ghT = W_c[I:].T, W_g[I:].T
 
         def loop():
             for t in range(T - 1, -1, -1):
-                be.launch("gru_bwd_cand", dt, n, H, bw["dhs"][t], bw["carry_part"], bw["carry_gemm"], fw["ru"][t],
+                be.launch("gru_bwd_cand", dt, n, H, bw["dhs"][t], bw["dhc_part"], bw["dhc_mat"], fw["ru"][t],
                           fw["cand"][t], fw["h"][t], bw["dh"], bw["dac"][t], bw["dag"][t])
                 be.gemm(bw["dac"][t], W_chT, bw["drh"])                        # [GRU-B6], r*h columns
                 be.launch("gru_bwd_reset", dt, n, H, bw["drh"], bw["dh"], fw["ru"][t], fw["h"][t], bw["dag"][t],
-                          bw["carry_part"])
-                be.gemm(bw["dag"][t], W_ghT, bw["carry_gemm"])                 # [GRU-B10], h columns
+                          bw["dhc_part"])
+                be.gemm(bw["dag"][t], W_ghT, bw["dhc_mat"])                 # [GRU-B10], h columns
 
         reset()
         be.run_loop(ws, ("bwd", T), loop,
-                    lambda: (bw["dag"][:T], bw["dac"][:T], bw["carry_part"], bw["carry_gemm"]), reset,
+                    lambda: (bw["dag"][:T], bw["dac"][:T], bw["dhc_part"], bw["dhc_mat"]), reset,
                     params=(W_g, W_c))
 
         xp = be.xp
@@ -305,7 +305,7 @@ class CudaGRU(CudaUnit):
         be.gemm(dac, W_c[:I].T, dx_c)                                        # [GRU-B6] (x columns), [GRU-B12]
         dx += dx_c
         dparams = {"W_g": dW_g, "b_g": dag.sum(axis=0), "W_c": dW_c, "b_c": dac.sum(axis=0)}
-        dh0 = bw["carry_part"] + bw["carry_gemm"]                              # [GRU-B11], [GRU-B13]
+        dh0 = bw["dhc_part"] + bw["dhc_mat"]                              # [GRU-B11], [GRU-B13]
         return dparams, dx.reshape(T, B, I), (dh0,)
 
 
@@ -318,7 +318,7 @@ class CudaNestedLSTM(CudaUnit):
 
     def _forward_shapes(self, B, cap):
         H, D = self.hidden_size, self.reference.depth
-        return {"zx": (cap, B, 4 * H), "zr": (B, 4 * H), "gates": (D, cap, B, 4 * H),
+        return {"zx": (cap, B, 4 * H), "zh": (B, 4 * H), "gates": (D, cap, B, 4 * H),
                 "c": (D, cap + 1, B, H), "tc": (D, cap, B, H), "h": (cap + 1, B, H),
                 "cat": (D - 1, cap, B, 2 * H)}   # cat[k-1] = [a_k | b_k] for k >= 1
 
@@ -354,12 +354,12 @@ class CudaNestedLSTM(CudaUnit):
             for t in range(T):
                 for k in range(D):                                           # outside-in: gates  [NLSTM-F0]
                     src = fw["h"][t] if k == 0 else cat[k - 1, t]
-                    be.gemm(src, Ws[k], fw["zr"])                             # [NLSTM-F1]
+                    be.gemm(src, Ws[k], fw["zh"])                             # [NLSTM-F1]
                     add, add_rows = (zx[t], 1) if k == 0 else (bs[k], 0)
                     has_next = int(k < D - 1)
                     nxt = cat[k, t] if has_next else gates[k, t]             # (unused when innermost)
                     be.launch("nlstm_fwd_gates", dt, n, H, self._cand_tanh(k), has_next, add, add_rows,
-                              fw["zr"], c[k, t], gates[k, t], nxt)
+                              fw["zh"], c[k, t], gates[k, t], nxt)
                 be.launch("nlstm_fwd_out", dt, n, H, D, lg, ls, lt, gates[0, t], c[0, t], c[0, t + 1],
                           fw["tc"][0, t], fw["h"][t + 1])                      # inside-out: memories, outputs
 
