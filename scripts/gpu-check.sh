@@ -65,8 +65,8 @@ run_step() {  # run_step <label> <seconds> <command...>; with STEP_STDOUT=<file>
 }
 
 PYTEST=("$PY" -m pytest -c "$REPO/setup.cfg" --rootdir "$REPO" -p no:cacheprovider)
-# Step limits add up to 440 s (140 + 30 + 90 + 140 + 40), so the script fits a 15-minute lease with a rerun.
-run_step "GPU tests" 140 "${PYTEST[@]}" -m gpu -q -rs "$REPO/tests"
+# Step limits add up to 440 s (120 + 30 + 90 + 120 + 40 + 40), so the script fits a 15-minute lease with a rerun.
+run_step "GPU tests" 120 "${PYTEST[@]}" -m gpu -q -rs "$REPO/tests"
 run_step "CUDA source tests (nvcc / host harness)" 30 "${PYTEST[@]}" -q -rs "$REPO/tests/test_cuda_sources.py"
 
 # --- End to end (limits add up to 90 s): the demo trained on the GPU, evaluated on the CPU and back on the
@@ -106,10 +106,14 @@ say "== CUDA graph status of the end-to-end GPU runs (graph_status(): captured /
 if [ -s "$MINIRNN_CLI_GRAPH_STATUS_FILE" ]; then cat "$MINIRNN_CLI_GRAPH_STATUS_FILE"; else say "(none recorded: no end-to-end run got as far as loading the CUDA path)"; fi
 
 # The benchmark: paper and demo configurations, 3 units each, minirnn alternating with PyTorch.  It starts no
-# new row after 110 s and writes its table after every row, so even a slow run leaves the rows it finished.
+# new row after 95 s and writes its table after every row, so even a slow run leaves the rows it finished.
 BENCH_OUT="${OUT_DIR:-$SHIM/bench}"
-run_step "benchmark (paper and demo configurations)" 140 \
-    "$PY" "$REPO/benchmarks/gpu_bench.py" --configs paper,demo --precision fp32 --time-budget 110 --out "$BENCH_OUT"
+run_step "benchmark (paper and demo configurations)" 120 \
+    "$PY" "$REPO/benchmarks/gpu_bench.py" --configs paper,demo --precision fp32 --time-budget 95 --out "$BENCH_OUT"
+
+# Reliability on the GPU: real signals inside real saves of a GPU run, a resume, an oversized model refused.
+run_step "reliability on the GPU (signals inside saves, resume, memory refusal)" 40 \
+    "$PY" "$REPO/scripts/gpu_signals.py"
 
 # Where a paper step goes (CUDA events around each part); informational.
 run_step "profile of a paper step (CUDA events)" 40 \
