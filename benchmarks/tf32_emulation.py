@@ -54,7 +54,7 @@ def main(argv=None):
     from minirnn.data import load_or_build_dataset
     from minirnn.kernels.cuda.emulation import build_harness
     from minirnn.presets import preset
-    from minirnn.train import DEFAULT_DATA_SEED
+    from minirnn.presets import DEFAULT_DATA_SEED
 
     lib = build_harness(tempfile.mkdtemp(prefix="minirnn-harness-"))
     print(f"demo configuration, {args.steps} steps, float32 on the CPU emulation of the GPU path", flush=True)

@@ -26,16 +26,12 @@ def evaluate(checkpoint, split, limit, batch_size, as_json, device, impl, corpus
     CHECKPOINT is the .h5 file written by 'minirnn train', or a .safetensors file
     written by 'minirnn export'.
     """
-    from minirnn.checkpoint import OLD_FILE_NOTE, peek_checkpoint
+    from minirnn.checkpoint import OLD_FILE_NOTE
     from minirnn.distributed import RankStopped, context
     from minirnn.evaluate import evaluate_checkpoint, format_metrics
-    from minirnn.export import is_safetensors, read_export
+    from minirnn.export import peek_model_file
 
-    if is_safetensors(checkpoint):
-        ck = read_export(checkpoint)
-        info = {"config": ck.config, "extra": ck.extra, "checksums": True}
-    else:
-        info = peek_checkpoint(checkpoint)
+    info = peek_model_file(checkpoint)   # settings only: evaluate_checkpoint loads the model once
     if not info["checksums"] and context().is_root:
         click.echo(OLD_FILE_NOTE.format(path=checkpoint), err=True)
     try:
@@ -61,7 +57,7 @@ def _dataset(checkpoint, info: dict, corpus, progress: bool):
 
     from minirnn.data import cached_dataset, load_or_build_dataset
     from minirnn.errors import MinirnnError
-    from minirnn.train import DEFAULT_DATA_SEED
+    from minirnn.presets import DEFAULT_DATA_SEED
 
     cfg, extra = info["config"], info["extra"]
     try:

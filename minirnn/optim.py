@@ -49,7 +49,7 @@ class Adam:
                 from minirnn.kernels.cpu.adam import adam_step
 
                 adam_step(p.reshape(-1), np.ascontiguousarray(g, dtype=p.dtype).reshape(-1), m.reshape(-1),
-                            v.reshape(-1), lr_t, self.beta1, self.beta2, self.eps)   # one fused pass
+                          v.reshape(-1), lr_t, self.beta1, self.beta2, self.eps)   # one fused pass
                 continue
             m *= self.beta1
             m += (1.0 - self.beta1) * g                                        # [ADAM-F1]
