@@ -5,7 +5,7 @@ import pytest
 from tiny_corpus import write_tiny_corpus
 
 from minirnn.data import load_or_build_dataset
-from minirnn.evaluate import evaluate_model, letters_seen
+from minirnn.evaluate import evaluate_model, format_metrics, letters_seen
 from minirnn.model import Model
 from minirnn.optim import Adam
 
@@ -23,6 +23,16 @@ def setup(tmp_path_factory):
     return ds, model
 
 
+def observation_cross_entropy(model, source, target):
+    """(logits, the study's cross-entropy of one observation): full softmax, the mean over its
+    known-word positions -- 0 for an observation without a known word (the study's safe mean)."""
+    logits = np.asarray(model.logits(source[None]))[0]
+    logp = logits - logits.max(1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
+    known = target >= 2
+    return logits, (np.mean(-logp[np.arange(len(target)), target][known]) if known.any() else 0.0)
+
+
 def direct(model, ds, split, k=3, cap=15):
     """The study's way: one observation at a time, full softmax, plain loops."""
     ce, pos, correct = [], 0, 0
@@ -30,12 +40,8 @@ def direct(model, ds, split, k=3, cap=15):
     counts = np.zeros(cap + 1)
     for i in ds.split(split):
         source, target = ds.observation(i)
-        logits = np.asarray(model.logits(source[None]))[0]
-        logp = logits - logits.max(1, keepdims=True)
-        logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
-        known = target >= 2
-        # the study's safe mean: an observation without a known word counts as 0
-        ce.append(np.mean(-logp[np.arange(len(target)), target][known]) if known.any() else 0.0)
+        logits, observation_ce = observation_cross_entropy(model, source, target)
+        ce.append(observation_ce)
         order = np.argsort(-logits, axis=1)
         letters = 0
         for t in range(len(target)):
@@ -87,3 +93,45 @@ def test_limit_takes_the_first_observations(setup):
     got = evaluate_model(model, ds, "test", limit=2)
     assert got["observations"] == 2
     assert got["positions"] == int(ds.lengths[ds.split("test")[:2]].sum())
+
+
+# --- observations without a known word: the study's safe mean counts them as 0 (docs/training.md)
+@pytest.fixture(scope="module")
+def sparse(tmp_path_factory):
+    # A two-word vocabulary and short observations: many observations hold no known word.
+    path = write_tiny_corpus(tmp_path_factory.mktemp("corpus") / "tiny.txt", words=2400, seed=11)
+    ds = load_or_build_dataset(str(path), vocab_size=2, max_length=12)
+    model = Model("lstm", hidden=6, layers=1, output_vocab=len(ds.output_words), seed=3, dtype="float64",
+                  impl="reference")
+    return ds, model
+
+
+def study_way(model, ds, split):
+    """One observation at a time; 0/0 = 0 for an observation without a known word, mean over all."""
+    means = [observation_cross_entropy(model, *ds.observation(i))[1] for i in ds.split(split)]
+    return float(np.mean(means)), sum(1 for m in means if m == 0.0)
+
+
+@pytest.mark.parametrize("split", ["test", "validation"])
+def test_observations_without_known_words_count_as_zero(sparse, split):
+    ds, model = sparse
+    expect, empty = study_way(model, ds, split)
+    got = evaluate_model(model, ds, split, batch_size=5)
+    n = got["observations"]
+    assert empty > 0 and got["observations_without_known_words"] == empty
+    assert got["cross_entropy"] == pytest.approx(expect, rel=1e-12)
+    # the other definition leaves them out: larger by n / (n - empty)
+    assert got["cross_entropy_known_observations"] == pytest.approx(expect * n / (n - empty), rel=1e-12)
+    assert got["cross_entropy"] < got["cross_entropy_known_observations"]
+    text = format_metrics(got)
+    assert f"{empty:,} observations without a known word count as 0" in text
+
+
+def test_without_empty_observations_the_two_agree(tmp_path):
+    path = write_tiny_corpus(tmp_path / "tiny.txt", words=600, seed=2)
+    ds = load_or_build_dataset(str(path), vocab_size=12, max_length=40)
+    model = Model("gru", hidden=4, layers=1, output_vocab=len(ds.output_words), seed=0, dtype="float64")
+    got = evaluate_model(model, ds, "train")
+    assert got["observations_without_known_words"] == 0
+    assert got["cross_entropy"] == got["cross_entropy_known_observations"]
+    assert "count as 0" not in format_metrics(got)
