@@ -153,13 +153,17 @@ def evaluate_model(model, dataset, split: str = "test", batch_size: int = 64, li
 
 @distributed.collective
 def evaluate_checkpoint(path, split: str = "test", device: str = "cpu", limit: int | None = None,
-                        batch_size: int = 64, impl: str = "fast", progress: bool = False, dataset=None) -> dict:
+                        batch_size: int = 64, impl: str = "fast", progress: bool = False, dataset=None,
+                        corpus=None) -> dict:
     """Load a checkpoint (or an export: docs/export.md), rebuild (or load from the cache) its
     dataset and evaluate it.
 
     ``device`` may be 'cpu', 'gpu' or 'auto'; when 'auto' falls back to the CPU
-    the result holds the reason under ``note``.  Under ``mpiexec`` the ranks
-    share out the batches and every rank returns the whole result.
+    the result holds the reason under ``note``; remarks about the file itself (an
+    older file without checksums) are under ``notes``.  ``corpus``: the training
+    text at its new place, when its file has moved (see dataset_of_checkpoint).
+    Under ``mpiexec`` the ranks share out the batches and every rank returns the
+    whole result.
     """
     from .backend import resolve_device
     from .export import load_model_file
@@ -173,7 +177,7 @@ def evaluate_checkpoint(path, split: str = "test", device: str = "cpu", limit: i
     resolved, note = resolve_device(device)
     ck = load_model_file(path, device=resolved, impl=impl)
     if dataset is None:                     # distributed: rank 0 first (a download or cache is made once)
-        dataset = ctx.root_first(dataset_of_checkpoint, ck, progress=progress)
+        dataset = ctx.root_first(dataset_of_checkpoint, ck, progress=progress, corpus=corpus)
     if list(dataset.output_words) != ck.output_words:
         raise MinirnnError(f"the dataset rebuilt from corpus {ck.config.get('corpus')!r} has another output "
                            f"vocabulary than checkpoint {ck.path}; the corpus file changed since training")
@@ -185,26 +189,48 @@ def evaluate_checkpoint(path, split: str = "test", device: str = "cpu", limit: i
                    "preset": ck.config.get("preset"), "device": resolved})
     if note:
         result["note"] = note
+    if ck.notes:
+        result["notes"] = list(ck.notes)
     return result
 
 
-def dataset_of_checkpoint(ck, progress: bool = False):
-    """The dataset a checkpoint was trained on (from the cache when possible)."""
+def dataset_of_checkpoint(ck, progress: bool = False, corpus=None):
+    """The dataset a checkpoint (or an export) was trained on, from the cache when possible.
+
+    The text is ``corpus`` when given (it must be the very text of the run: its
+    checksum is compared), else the corpus the run names, else the absolute path
+    it recorded; when that file has moved, the dataset cached for its checksum
+    still serves.
+    """
     from pathlib import Path
 
-    from .data import load_or_build_dataset
+    from .data import cached_dataset, load_or_build_dataset
     from .presets import DEFAULT_DATA_SEED
 
-    cfg = ck.config
-    corpus = cfg.get("corpus", "builtin")
-    fallback = ck.extra.get("corpus_path")
-    if corpus not in ("builtin", "text8") and not Path(corpus).expanduser().exists() and fallback:
-        corpus = fallback
+    cfg, extra = ck.config, ck.extra
     try:
-        return load_or_build_dataset(corpus, int(cfg["vocab_size"]), int(cfg["max_length"]),
-                                     int(cfg.get("data_seed", DEFAULT_DATA_SEED)), progress=progress)
+        sizes = (int(cfg["vocab_size"]), int(cfg["max_length"]), int(cfg.get("data_seed", DEFAULT_DATA_SEED)))
     except KeyError as exc:
         raise MinirnnError(f"checkpoint {ck.path} lacks the data setting {exc}; it was not written by 'minirnn train'") from None
+    sha = extra.get("corpus_sha256")
+    if corpus is not None:
+        dataset = load_or_build_dataset(corpus, *sizes, progress=progress)
+        if sha and dataset.corpus_sha256 != sha:
+            raise MinirnnError(f"corpus {corpus} is not the text checkpoint {ck.path} was trained on (its "
+                               f"checksum differs); give the training corpus with --corpus")
+        return dataset
+    named = cfg.get("corpus", "builtin")
+    if named in ("builtin", "text8"):
+        return load_or_build_dataset(named, *sizes, progress=progress)
+    paths = [Path(named).expanduser()] + ([Path(extra["corpus_path"])] if extra.get("corpus_path") else [])
+    for path in paths:
+        if path.exists():
+            return load_or_build_dataset(str(path), *sizes, progress=progress)
+    dataset = cached_dataset(sha, *sizes) if sha else None
+    if dataset is None:
+        raise MinirnnError(f"the corpus file {paths[-1]} that checkpoint {ck.path} was trained on no longer "
+                           "exists; give its new location with --corpus PATH")
+    return dataset
 
 
 def format_metrics(result: dict) -> str:

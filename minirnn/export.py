@@ -47,7 +47,7 @@ _MODEL_KEYS = ("unit", "hidden", "layers", "depth", "input_vocab", "output_vocab
                "outer_tanh")
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "LAYOUTS", "export_model", "export_file", "read_export",
-           "load_model_file", "peek_model_file", "is_safetensors", "torch_state_dict", "from_torch_state_dict"]
+           "load_model_file", "is_safetensors", "torch_state_dict", "from_torch_state_dict"]
 
 INSTALL = "pip install 'minirnn[export]'"
 
@@ -250,8 +250,8 @@ def _damaged(path: Path, exc: BaseException) -> MinirnnError:
     return MinirnnError(f"export {path} is damaged ({why}); {_fix(path)}")
 
 
-def _read(path: Path, tensors: bool = True):
-    """(metadata, tensors) of a safetensors file (tensors None unless asked for); every failure is one line."""
+def _read(path: Path):
+    """(metadata, tensors) of a safetensors file; every failure is one line."""
     if not path.exists():
         raise MinirnnError(f"export {path} does not exist; check the path or write it with 'minirnn export'")
     if path.is_dir():
@@ -260,7 +260,7 @@ def _read(path: Path, tensors: bool = True):
     try:
         with st.safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
-            arrays = {name: f.get_tensor(name) for name in f.keys()} if tensors else None
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
     except (st.SafetensorError, OSError, ValueError, TypeError, RuntimeError, MemoryError):
         raise MinirnnError(f"{path} is not a readable safetensors file (corrupt, truncated or another kind of "
                            f"file); {_fix(path)}") from None
@@ -270,7 +270,7 @@ def _read(path: Path, tensors: bool = True):
     if meta.get("format_version") != str(FORMAT_VERSION):
         raise MinirnnError(f"{path} has export format version {meta.get('format_version')}, this minirnn reads "
                            f"{FORMAT_VERSION}; use the minirnn version that wrote it")
-    return meta, arrays
+    return meta, tensors
 
 
 def read_export(path, device: str = "cpu", impl: str = "fast") -> Checkpoint:
@@ -317,22 +317,6 @@ def read_export(path, device: str = "cpu", impl: str = "fast") -> Checkpoint:
                                         "classes"))
     return Checkpoint(model=model, optimizer_state={}, step=step, order_state={}, config=config,
                       output_words=output_words, history={}, extra=extra, path=path, model_config=model_config)
-
-
-def peek_model_file(path) -> dict:
-    """The run's ``config`` and ``extra`` of a checkpoint or an export, without loading arrays;
-    ``checksums`` says whether the file carries them (an export is checked when read)."""
-    if not is_safetensors(path):
-        from .checkpoint import peek_checkpoint
-
-        return peek_checkpoint(path)
-    path = Path(path).expanduser()
-    meta, _ = _read(path, tensors=False)
-    try:
-        return {"config": json.loads(meta.get("config", "{}")), "extra": json.loads(meta.get("extra", "{}")),
-                "checksums": True}
-    except (ValueError, TypeError) as exc:
-        raise _damaged(path, exc) from None
 
 
 def load_model_file(path, device: str = "cpu", impl: str = "fast") -> Checkpoint:

@@ -38,8 +38,7 @@ import numpy as np
 
 from . import distributed, report
 from .errors import MinirnnError
-
-from .presets import DEFAULT_DATA_SEED  # noqa: E402,F401  (re-exported: train's data seed)
+from .presets import DEFAULT_DATA_SEED
 
 # settings a resumed run must share with its checkpoint (the model, the data and the batch order)
 RESUME_FIXED = ("unit", "hidden", "layers", "depth", "vocab_size", "max_length", "batch_size", "seed",
@@ -247,14 +246,17 @@ def _check_resume(config: TrainConfig, stored: dict, path: Path) -> None:
                 f"{name}={getattr(config, name)!r}; resume with the same settings or choose another --out")
 
 
-def _diverged(step: int, loss, config: TrainConfig, out: Path, saved: tuple | None) -> MinirnnError:
+def _last_good(config: TrainConfig, out: Path, saved: tuple | None) -> str:
+    """What is left after a run went bad, and what to do: the last good checkpoint, if any."""
     lower = f"{config.lr / 10:g}"
     if saved:
-        where = (f"the last good checkpoint (step {saved[0]}, loss {saved[1]:.4g}) is intact at {out}: continue it "
-                 f"with --resume --lr {lower}, or start again with a lower --lr")
-    else:
-        where = f"no checkpoint was written; start again with a lower --lr (e.g. {lower})"
-    return MinirnnError(f"training diverged at step {step} (loss {loss}); {where}")
+        return (f"the last good checkpoint (step {saved[0]}, loss {saved[1]:.4g}) is intact at {out}: continue it "
+                f"with --resume --lr {lower}, or start again with a lower --lr")
+    return f"no checkpoint was written; start again with a lower --lr (e.g. {lower})"
+
+
+def _diverged(step: int, loss, config: TrainConfig, out: Path, saved: tuple | None) -> MinirnnError:
+    return MinirnnError(f"training diverged at step {step} (loss {loss}); {_last_good(config, out, saved)}")
 
 
 def _resume_hint(config: TrainConfig, out: Path) -> str:
@@ -582,9 +584,7 @@ class _Loop:
         return chars, time.perf_counter() - started
 
     def _ended_badly(self) -> MinirnnError:
-        where = (f"the last good checkpoint (step {self.saved[0]}) is intact at {self.out}: continue it with "
-                 f"--resume --lr {self.config.lr / 10:g}" if self.saved else
-                 f"no checkpoint was written: start again with a lower --lr than {self.config.lr:g}")
+        where = _last_good(self.config, self.out, self.saved)
         last, best = _nan_if_none(self.watch.last), _nan_if_none(self.watch.best)
         return MinirnnError(f"training ended at step {self.step} in a state far worse than the best of the run "
                             f"(its loss {last:.4g}, best {best:.4g}), so it was not saved; {where}")
