@@ -59,15 +59,7 @@ def profile(unit, args, cupy):
             grads.update({f"layer{layer}.{k}": g for k, g in dparams.items()})
         del caches
         mark()
-        E = m.params["embedding"]
-        dE = cupy.zeros_like(E)
-        for name in m.units[0].input_kernels:
-            key = f"layer0.{name}"
-            W, dfolded = m.params[key], grads[key]
-            dT = dfolded[:E.shape[0]]
-            dE += dT @ W[:m.units[0].input_size].T
-            grads[key] = cupy.concatenate([E.T @ dT, dfolded[E.shape[0]:]], axis=0)
-        grads["embedding"] = dE
+        grads = m.unfold_first_layer_grads(grads)
         mark()
         opt.step(grads)
         mark()

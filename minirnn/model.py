@@ -211,6 +211,12 @@ class Model:
         inputs, folded = self.folded_first_layer(source)
         loss, grads, _, _ = self.forward_backward(inputs, target, states0, first_params=folded,
                                                   denominator=denominator)
+        return loss, self.unfold_first_layer_grads(grads)
+
+    def unfold_first_layer_grads(self, grads: dict) -> dict:
+        """Every parameter's gradient from ``grads`` of the folded first layer: its table's
+        gradient dT gives dE and dW_x [EMB-B3], [EMB-B4] (the last part of the folded step;
+        benchmarks time it on its own)."""
         E = self.params["embedding"]
         unit = self.units[0]
         size_in = unit.input_size
@@ -224,7 +230,7 @@ class Model:
             grads[key] = self.xp.concatenate([E.T @ dT, dfolded[vocab:]], axis=0)        # [EMB-B4]
         dE[L.PAD] = 0                                                                     # [EMB-B2]
         grads["embedding"] = dE
-        return loss, {k: grads[k] for k in self.params}
+        return {k: grads[k] for k in self.params}
 
     def loss(self, source, target, states0=None) -> float:
         return self.forward_backward(self.embed(source), target, states0, need_grads=False)[0]
