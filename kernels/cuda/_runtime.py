@@ -32,7 +32,7 @@ import os
 
 import numpy as np
 
-from . import _source, cublas
+from . import _source, cublas, wheels
 
 log = logging.getLogger("minirnn.cuda")
 
@@ -109,11 +109,14 @@ class CupyBackend:
         if fn is None:
             spec = _source.kernels()[name]
             module = self._modules.get(spec.file)
-            if module is None:
-                module = self.cp.RawModule(code=_source.source_text(spec.file), options=NVRTC_OPTIONS,
-                                           name_expressions=_source.name_expressions(spec.file))
-                self._modules[spec.file] = module
-            fn = module.get_function(_source.instance_name(name, dtype))
+            try:
+                if module is None:
+                    module = self.cp.RawModule(code=_source.source_text(spec.file), options=NVRTC_OPTIONS,
+                                               name_expressions=_source.name_expressions(spec.file))
+                    self._modules[spec.file] = module
+                fn = module.get_function(_source.instance_name(name, dtype))
+            except Exception as exc:
+                raise wheels.library_error(exc, wheels.cuda_major(self.cp)) or exc
             self._functions[key] = fn
         return fn
 
@@ -157,7 +160,10 @@ class CupyBackend:
     def blas(self) -> cublas.Cublas:
         """CuPy's cuBLAS handle, reached through ctypes, with a persistent workspace."""
         if self._blas is None:
-            blas = cublas.load_cupy_cublas(self.cp)
+            try:
+                blas = cublas.load_cupy_cublas(self.cp)
+            except Exception as exc:
+                raise wheels.library_error(exc, wheels.cuda_major(self.cp)) or exc
             # A user workspace, so that cuBLAS allocates nothing while a graph is captured.
             buffer = self.cp.empty(cublas.WORKSPACE_BYTES, dtype=np.uint8)
             blas.set_workspace(buffer, self.ptr(buffer), cublas.WORKSPACE_BYTES)
