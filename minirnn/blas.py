@@ -33,6 +33,14 @@ def blas_info() -> dict:
     return _openblas_by_ctypes()
 
 
+def describe(info: dict) -> str:
+    """One line: "openblas 0.3.31, SkylakeX kernels, 2 threads (path)"."""
+    if info["library"] is None:
+        return "unknown BLAS"
+    return (f"{info['library']} {info['version'] or '(version unknown)'}, {info['architecture'] or 'unknown'} "
+            f"kernels, {info['threads']} threads ({info['path']})")
+
+
 def _openblas_by_ctypes() -> dict:
     info = {"library": None, "version": None, "architecture": None, "threads": None, "path": None}
     try:

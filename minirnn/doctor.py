@@ -73,8 +73,7 @@ def blas_check(natural=None) -> Check:
     info = blas.blas_info()
     if info["library"] is None:
         return Check("blas", "warn", "could not tell which BLAS NumPy uses", "")
-    detail = (f"{info['library']} {info['version'] or '(version unknown)'}, "
-              f"{info['architecture'] or 'unknown'} kernels, {info['threads']} threads ({info['path']})")
+    detail = blas.describe(info)
     forced = os.environ.get(blas.CORETYPE)
     if forced:
         note = blas.coretype_note(forced, info["architecture"], natural or blas.natural_architecture())
