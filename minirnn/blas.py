@@ -19,7 +19,7 @@ CORETYPE = "OPENBLAS_CORETYPE"   # OpenBLAS's override of the kernels it picks f
 
 def blas_info() -> dict:
     """{"library", "version", "architecture", "threads", "path"} of NumPy's BLAS (None where unknown)."""
-    import numpy  # noqa: F401  (loads its BLAS)
+    __import__("numpy")   # loads its BLAS
 
     try:
         from threadpoolctl import threadpool_info

@@ -198,7 +198,9 @@ def _cublas(state) -> Check:
     from .kernels.cuda import cublas
 
     try:
-        from cupy_backends.cuda.libs import cublas as cupy_cublas   # noqa: F401  (loads libcublas)
+        from cupy_backends.cuda import libs
+
+        getattr(libs, "cublas")   # CuPy's loader finds libcublas (cuda-pathfinder), then imports the binding
     except Exception as exc:
         raise _library_fail("cublas", exc, state) from None
     with open("/proc/self/maps") as f:
