@@ -4,8 +4,8 @@ The float32 products of the CPU path are where its time goes, and the kernels
 OpenBLAS chose for this CPU decide both their speed and their rounding (the
 README's cross-CPU note).  ``blas_info`` reads that from the library NumPy loaded:
 through threadpoolctl when it is installed, else by asking OpenBLAS itself
-(ctypes, on the file found in the process's memory map).  ``minirnn doctor``,
-``minirnn bench`` and the benchmarks report it the same way.
+(ctypes, on the file found in the process's memory map).  ``minirnn doctor`` and
+``minirnn bench`` show it as one line (``describe``).
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def _openblas_by_ctypes() -> dict:
     info = {"library": None, "version": None, "architecture": None, "threads": None, "path": None}
     try:
         with open("/proc/self/maps") as f:
-            paths = {line.split(None, 5)[5].strip() for line in f if len(line.split(None, 5)) == 6}
+            paths = {fields[5].strip() for fields in (line.split(None, 5) for line in f) if len(fields) == 6}
     except OSError:
         return info
     path = next((p for p in sorted(paths) if "openblas" in os.path.basename(p).lower()), None)

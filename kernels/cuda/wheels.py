@@ -37,11 +37,11 @@ def install_hint(library: str, major: int) -> str:
 
 def missing_library(exc: BaseException) -> str | None:
     """The library ("nvrtc", "cublas") an exception from CuPy says it could not load, else None."""
-    text = str(exc).lower()
-    if not any(word in text for word in ("failure finding", "cannot open", "could not", "not found", "no such file")):
+    text = str(exc).lower()   # cuda-pathfinder: 'Failure finding "libnvrtc.so.13 ...'; dlopen: 'cannot open shared object'
+    if not any(words in text for words in ("failure finding", "cannot open shared object", "no such file")):
         return None
-    for library in ("nvrtc", "cublas"):   # "libcublasLt" contains "cublas" too: the same wheel
-        if library in text:
+    for library in ("nvrtc", "cublas"):   # "libcublasLt" contains "libcublas" too: the same wheel
+        if f"lib{library}" in text:
             return library
     return None
 
