@@ -66,9 +66,11 @@ def compile_like_cupy(monkeypatch, source: str, names, arch: str):
 
     monkeypatch.setattr(compiler.nvrtc, "compileProgram", compile_program)
     log = io.StringIO()
-    cubin, mapping = compiler.compile_using_nvrtc(source, _runtime.NVRTC_OPTIONS + ("-ftz=true",), arch=arch,
-                                                  name_expressions=list(names), log_stream=log)
-    monkeypatch.undo()
+    try:
+        cubin, mapping = compiler.compile_using_nvrtc(source, _runtime.NVRTC_OPTIONS + ("-ftz=true",), arch=arch,
+                                                      name_expressions=list(names), log_stream=log)
+    finally:
+        monkeypatch.undo()
     return cubin, mapping, seen["ptx"], seen["options"], log.getvalue()
 
 
