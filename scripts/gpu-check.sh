@@ -8,8 +8,8 @@
 #
 # Steps: `minirnn doctor --device gpu` (the preflight a user runs: driver, libraries,
 # every kernel compiled, a graph captured, GPU = CPU in float64), GPU tests (pytest
-# -m gpu), the CPU-side CUDA source tests, an end-to-end run (the Nested LSTM demo trained 60 steps on the GPU, its checkpoint evaluated
-# on the CPU and back on the GPU, the same run on the CPU, both loss curves side
+# -m gpu), the CPU-side CUDA source tests, an end-to-end run (the Nested LSTM demo
+# trained 60 steps on the GPU, its checkpoint evaluated on the CPU and back on the GPU, the same run on the CPU, both loss curves side
 # by side: scripts/loss_curves.py), then the training-step benchmark (paper and
 # demo configurations); its short table is printed last.  JSON and Markdown
 # results go to $OUT when it is set.  Exit status: non-zero if any step failed.
