@@ -162,6 +162,9 @@ def test_the_checks_catch_broken_kernels(monkeypatch, tmp_path):
     # a name expression the launcher would ask for but the source does not define
     with pytest.raises(COMPILER.CompileException):
         compile_like_cupy(monkeypatch, source, names + ["adam_stepp<float>"], "90")
+    # a kernel NVRTC warns about: the log the main test requires to be empty is not
+    warned = "template <typename T> __global__ void k(int n, T* out) { int unused = n; out[0] = T(1); }"
+    assert "warning" in compile_like_cupy(monkeypatch, warned, ["k<float>"], "90")[4]
     # a kernel that needs local memory
     _, mapping, ptx, _, _ = compile_like_cupy(monkeypatch, BROKEN_LOCAL, ["uses_local<double>"], "90")
     rc, out, entries = ptxas_report(ptx, "90", tmp_path)
