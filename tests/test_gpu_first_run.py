@@ -1,4 +1,4 @@
-"""First-run risks of the GPU path, closed on the CPU (docs/gpu.md, "A first run on a card").
+"""First-run risks of the GPU path, closed on the CPU (docs/gpu.md).
 
 * a CUDA library CuPy cannot load is one line naming the wheel to install;
 * the libcublas called through ctypes is the one of CuPy's CUDA major, even when
