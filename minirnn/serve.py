@@ -57,20 +57,20 @@ class RequestError(Exception):
         self.message = message
 
 
-def page_files() -> dict:
-    """The page's files as bytes, by URL path (read from the installed package)."""
+def page_files(package_folder: str = "serve_page", routes: dict = PAGE_FILES) -> dict:
+    """A page's files as bytes, by URL path (read from the installed package; also ``minirnn read``'s)."""
     from importlib import resources
 
-    folder = resources.files("minirnn").joinpath("serve_page")
+    folder = resources.files("minirnn").joinpath(package_folder)
     cache = {}
     out = {}
-    for route, (name, ctype) in PAGE_FILES.items():
+    for route, (name, ctype) in routes.items():
         if name not in cache:
             try:
                 cache[name] = folder.joinpath(name).read_bytes()
             except OSError:
-                raise MinirnnError(f"the page file minirnn/serve_page/{name} is missing from this installation; "
-                                   "reinstall minirnn") from None
+                raise MinirnnError(f"the page file minirnn/{package_folder}/{name} is missing from this "
+                                   "installation; reinstall minirnn") from None
         out[route] = (cache[name], ctype)
     return out
 
