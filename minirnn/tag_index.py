@@ -76,14 +76,15 @@ def explicit_tags(comment: str) -> list[str]:
 
 def path_files(unit: str, path: str) -> list[Path]:
     """The files of one path, found at run time under its folders (plus, for the reference path,
-    the file of a registered unit's reference class when it lives elsewhere)."""
+    the file of a registered unit's reference class, which may live elsewhere)."""
     files = {f for root in PATHS[path] for f in (REPO / root).rglob("*") if f.suffix in SUFFIXES and f.is_file()}
     if path == "reference":
         from .units import REGISTRY
 
         spec = REGISTRY.get(unit)
         if spec is not None:
-            files.add(Path(inspect.getsourcefile(spec.reference)).resolve())
+            # the file of its hand-derived backward (found even for a class loaded from a file path)
+            files.add(Path(inspect.getsourcefile(spec.reference.backward)).resolve())
     return sorted(files)
 
 

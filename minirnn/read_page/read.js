@@ -115,7 +115,7 @@
     if (!plan) { box.appendChild(el('p', { cls: 'muted', text: 'A forward equation: nothing to check numerically.' })); return; }
     var button = el('button', { id: 'check-button', type: 'button', text: 'check ' + tag });
     box.appendChild(button);
-    box.appendChild(el('p', { cls: 'muted', text: 'Checks ' + (plan.kind === 'computes' ? plan.tensors.join(', ') : 'every gradient') + ': ' + plan.note + '.' }));
+    box.appendChild(el('p', { id: 'check-plan', cls: 'muted', text: plan.note.charAt(0).toUpperCase() + plan.note.slice(1) + '.' }));
     if (STATIC) {
       button.disabled = true;
       box.appendChild(el('p', { cls: 'muted', text: 'The check needs the live server: run  minirnn read ' + S.view.name }));
@@ -139,7 +139,7 @@
       box.appendChild(el('table', { id: 'check-table' }, [head].concat(rows)));
       box.appendChild(el('p', { id: 'check-summary', cls: r.passed ? 'ok' : 'fail',
         text: (r.passed ? 'passed: ' : 'FAILED: ') + 'worst relative error ' + r.worst.toExponential(2) +
-              (r.passed ? ' \u2264 ' : ' > ') + 'tolerance ' + r.tolerance + ' (entries below ' + r.floor +
+              (r.passed ? ' \u2264 ' : ' > ') + 'tolerance ' + r.tolerance.toExponential(0) + ' (entries below ' + r.floor.toExponential(0) +
               '\u00b7max(1, |L|) compared absolutely)' }));
       box.appendChild(el('p', { cls: 'muted', text: r.setup }));
       box.setAttribute('data-worst', String(r.worst));
