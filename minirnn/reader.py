@@ -4,8 +4,9 @@ The page (``minirnn/read_page/``) shows the unit's docs page on the left and, fo
 the selected tag, every line that cites it on every path, with a few lines of
 context: found by :mod:`minirnn.tag_index` and read from the code at run time,
 so the page cannot go stale.  A backward tag has a check: a float64 gradient
-check of the tensors that tag's line computes, on the unit's reference code, as
-``minirnn gradcheck`` does it (central differences [GC-F1], error [GC-F2]).
+check of the tensors that tag's line computes, on the unit's reference code and
+its fast CPU kernels, as ``minirnn gradcheck`` does it (central differences
+[GC-F1], error [GC-F2]).
 
     GET  /                      the page (and /read.js, /read.css)
     GET  /api/units             the units that have a derivation page
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from . import markdown, tag_index
 from .errors import MinirnnError
-from .serve import RequestError, _dumps, _json_object, _only, _query, page_files
+from .serve import RequestError, _only, dispatch, page_files
 
 CONTEXT = 3                      # lines shown above and below each cited line
 CHECK_SIZES = {"input_size": 4, "hidden_size": 3, "T": 5, "B": 3}   # a tiny unit: the check takes well under a second
@@ -99,8 +100,8 @@ def check_plan(tag: str) -> dict | None:
     own = getattr(_reference_unit(unit), "tag_gradients", {}).get(tag)
     if own:
         return {"tensors": list(own), "kind": "computes",
-                "note": f"this line computes the gradient of {', '.join(own)} that the unit's backward returns "
-                        "(summed over the steps, or at step 0 for a carried gradient)"}
+                "note": f"this line computes the returned gradient of {', '.join(own)} (for a carried gradient: "
+                        "its value at step 0, which backward returns as the initial state's)"}
     return {"tensors": ["*"], "kind": "feeds",
             "note": "this line computes an intermediate of one step that backward never returns; the check "
                     "covers every gradient backward returns (parameters, x, initial state), all fed by it"}
@@ -137,24 +138,30 @@ def _unit_of_tag(tag: str) -> str:
 
 
 def check_tag(tag: str, seed: int = 0) -> dict:
-    """The float64 gradient check of one backward tag on a tiny reference unit (minirnn.gradcheck)."""
+    """The float64 gradient check of one backward tag on a tiny unit (minirnn.gradcheck), on the reference
+    code and, where the unit has them, on the fast CPU kernels (the same random problem for both)."""
     from .gradcheck import DEFAULT_STEP, DEFAULT_TOLERANCE, FLOOR, check_unit
+    from .kernels import accelerate
 
     plan = check_plan(tag)
     if plan is None:
         raise MinirnnError(f"{tag} is a forward equation: there is no gradient to check (pick a backward tag, -B)")
-    unit = _reference_unit(_unit_of_tag(tag))
-    report = check_unit(unit, T=CHECK_SIZES["T"], B=CHECK_SIZES["B"], seed=seed)
-    chosen = [r for r in report if any(fnmatch(r.name, p) for p in plan["tensors"])]
-    worst = max(r.error for r in chosen)
+    reference = _reference_unit(_unit_of_tag(tag))
+    fast = accelerate(reference, "cpu")
+    units = {"reference": reference, **({"cpu": fast} if fast is not reference else {})}
+    rows = []
+    for path, unit in units.items():
+        report = check_unit(unit, T=CHECK_SIZES["T"], B=CHECK_SIZES["B"], seed=seed)
+        rows += [{"path": path, "name": r.name, "shape": list(r.shape), "checked": r.checked,
+                  "max_abs_grad": r.max_abs_grad, "error": r.error, "passed": r.passed()}
+                 for r in report if any(fnmatch(r.name, p) for p in plan["tensors"])]
     return {"tag": tag, **plan, "tolerance": DEFAULT_TOLERANCE, "floor": FLOOR, "step": DEFAULT_STEP,
-            "setup": (f"reference {unit.name} unit, {CHECK_SIZES['input_size']} inputs, {CHECK_SIZES['hidden_size']} "
-                      f"units, {CHECK_SIZES['T']} steps x batch {CHECK_SIZES['B']}, float64, loss a random linear "
-                      "function of every output and the final state, 4th-order central differences "
-                      f"h={DEFAULT_STEP:g}, every entry"),
-            "tensors": [{"name": r.name, "shape": list(r.shape), "checked": r.checked, "max_abs_grad": r.max_abs_grad,
-                         "error": r.error, "passed": r.passed()} for r in chosen],
-            "worst": worst, "passed": all(r.passed() for r in chosen)}
+            "paths": list(units),
+            "setup": (f"{reference.name} unit, {CHECK_SIZES['input_size']} inputs, {CHECK_SIZES['hidden_size']} units, "
+                      f"{CHECK_SIZES['T']} steps x batch {CHECK_SIZES['B']}, float64, loss a random linear function "
+                      "of every output and the final state, 4th-order central differences "
+                      f"h={DEFAULT_STEP:g}, every entry; paths: {', '.join(units)}"),
+            "tensors": rows, "worst": max(r["error"] for r in rows), "passed": all(r["passed"] for r in rows)}
 
 
 class ReaderApp:
@@ -167,24 +174,10 @@ class ReaderApp:
                        ("POST", "/api/check"): self.api_check}
 
     def route(self, method: str, path: str, query: str = "", body: bytes = b"") -> tuple[int, str, bytes]:
-        if path in self.files:
-            if method != "GET":
-                raise RequestError(405, f"{path} answers GET only")
-            data, ctype = self.files[path]
-            return 200, ctype, data
-        handler = self.routes.get((method, path))
-        if handler is None:
-            allowed = [m for m, p in self.routes if p == path]
-            if allowed:
-                raise RequestError(405, f"{path} answers {allowed[0]} only")
-            raise RequestError(404, f"no such page or endpoint: {path[:100]}; the page is at /")
-        if method == "GET" and body:
-            raise RequestError(400, f"GET {path} takes no body")
         try:
-            answer = handler(_json_object(body) if method == "POST" else _query(query))
-        except MinirnnError as exc:
+            return dispatch(self.files, self.routes, method, path, query, body)
+        except MinirnnError as exc:                    # a unit or tag that does not exist: the request is wrong
             raise RequestError(400, str(exc)) from None
-        return 200, "application/json", _dumps(answer)
 
     def api_units(self, query: dict) -> dict:
         _only(query, (), "GET /api/units")
@@ -201,9 +194,6 @@ class ReaderApp:
         if "tag" not in req:
             raise RequestError(400, "'tag' is required, e.g. {\"tag\": \"LSTM-B7\"}")
         return check_tag(req["tag"])
-
-    def close(self) -> None:
-        pass
 
 
 def write_static(folder, units: list[str]) -> list[Path]:

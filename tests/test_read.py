@@ -58,10 +58,11 @@ def test_every_lstm_tag_is_shown_on_its_three_paths_at_the_line_that_cites_it():
 
 def test_the_check_of_lstm_b7_is_below_the_gradcheck_floor_and_can_fail(monkeypatch):
     r = reader.check_tag("LSTM-B7")
-    assert [t["name"] for t in r["tensors"]] == ["W", "b"] and r["passed"]
-    assert r["worst"] < DEFAULT_TOLERANCE < FLOOR
+    assert [(t["path"], t["name"]) for t in r["tensors"]] == [("reference", "W"), ("reference", "b"),
+                                                              ("cpu", "W"), ("cpu", "b")]
+    assert r["passed"] and r["worst"] < DEFAULT_TOLERANCE < FLOOR
     assert all(t["checked"] == {"W": 7 * 12, "b": 12}[t["name"]] for t in r["tensors"])   # every entry
-    # a wrong dW (one entry off by one part in a thousand) is caught, and only W fails
+    # a wrong dW in the reference (one entry off by one part in a thousand) is caught there, and only there
     backward = LSTM.backward
 
     def wrong(self, *args, **kwargs):
@@ -70,15 +71,15 @@ def test_the_check_of_lstm_b7_is_below_the_gradcheck_floor_and_can_fail(monkeypa
         return dparams, dx, dstate0
     monkeypatch.setattr(LSTM, "backward", wrong)
     r = reader.check_tag("LSTM-B7")
-    assert not r["passed"] and [t["passed"] for t in r["tensors"]] == [False, True]
+    assert not r["passed"] and [t["passed"] for t in r["tensors"]] == [False, True, True, True]
 
 
 def test_an_intermediate_tag_is_checked_through_every_returned_gradient():
     r = reader.check_tag("LSTM-B3")
-    assert r["kind"] == "feeds" and r["passed"]
-    assert [t["name"] for t in r["tensors"]] == ["W", "b", "x", "state0.h", "state0.c"]
+    assert r["kind"] == "feeds" and r["passed"] and r["paths"] == ["reference", "cpu"]
+    assert [t["name"] for t in r["tensors"]] == ["W", "b", "x", "state0.h", "state0.c"] * 2
     r = reader.check_tag("NLSTM-B10")
-    assert r["kind"] == "computes" and [t["name"] for t in r["tensors"]] == ["state0.c0", "state0.c1"]
+    assert r["kind"] == "computes" and [t["name"] for t in r["tensors"]] == ["state0.c0", "state0.c1"] * 2
 
 
 def test_every_declared_tag_gradient_names_a_backward_tag_and_real_tensors():
@@ -117,8 +118,8 @@ def test_a_registered_unit_shows_up_with_its_derivation_and_its_own_file(elman):
     for tag in view["tags"]:
         assert [s["file"] for s in view["sites"][tag]["reference"]] == ["examples/elman_unit.py"]
         assert not view["sites"][tag].get("cpu") and not view["sites"][tag].get("cuda")   # no fast kernels
-    r = reader.check_tag("ELMAN-B2")
-    assert r["passed"] and [t["name"] for t in r["tensors"]] == ["W", "b"]
+    r = reader.check_tag("ELMAN-B2")                                   # no fast kernels: the reference alone
+    assert r["passed"] and r["paths"] == ["reference"] and [t["name"] for t in r["tensors"]] == ["W", "b"]
 
 
 def test_an_unregistered_unit_is_gone():

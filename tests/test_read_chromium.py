@@ -103,9 +103,11 @@ def test_the_check_button_of_lstm_b7_reports_an_error_below_the_floor(page):
     assert state == "passed"
     worst = float(browser.js("document.getElementById('check').getAttribute('data-worst')"))
     assert 0 < worst < DEFAULT_TOLERANCE
-    rows = browser.js("Array.from(document.querySelectorAll('#check-table tr[data-tensor]')).map("
-                      "function (r) { return [r.getAttribute('data-tensor'), parseFloat(r.getAttribute('data-error'))]; })")
-    assert [name for name, _ in rows] == ["W", "b"] and max(e for _, e in rows) == worst
+    rows = browser.js("Array.from(document.querySelectorAll('#check-table tr[data-tensor]')).map(function (r) {"
+                      " return [r.getAttribute('data-path'), r.getAttribute('data-tensor'),"
+                      " parseFloat(r.getAttribute('data-error'))]; })")
+    assert [(p, n) for p, n, _ in rows] == [("reference", "W"), ("reference", "b"), ("cpu", "W"), ("cpu", "b")]
+    assert max(e for _, _, e in rows) == worst
     assert browser.js("document.getElementById('check-summary').textContent").startswith("passed: worst relative error")
 
 

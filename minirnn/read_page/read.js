@@ -121,30 +121,34 @@
       box.appendChild(el('p', { cls: 'muted', text: 'The check needs the live server: run  minirnn read ' + S.view.name }));
       return;
     }
+    box.appendChild(el('div', { id: 'check-result' }));
     button.addEventListener('click', function () { runCheck(tag); });
   }
   function runCheck(tag) {
-    var box = $('check');
+    var box = $('check'), out = $('check-result');
+    clear(out);
+    out.appendChild(el('p', { cls: 'muted', text: 'checking\u2026 (the first check compiles the CPU kernels: seconds)' }));
     box.setAttribute('data-state', 'running');
     $('check-button').disabled = true;
     api('POST', '/api/check', { tag: tag }).then(function (r) {
       if (S.tag !== tag) return;
+      clear(out);
       var rows = r.tensors.map(function (t) {
-        return el('tr', { 'data-tensor': t.name, 'data-error': String(t.error) }, [
-          el('td', { text: t.name }), el('td', { text: t.shape.join('x') || 'scalar' }), el('td', { text: String(t.checked) }),
+        return el('tr', { 'data-path': t.path, 'data-tensor': t.name, 'data-error': String(t.error) }, [
+          el('td', { text: t.path }), el('td', { text: t.name }), el('td', { text: t.shape.join('x') || 'scalar' }), el('td', { text: String(t.checked) }),
           el('td', { text: t.max_abs_grad.toExponential(3) }), el('td', { text: t.error.toExponential(2) }),
           el('td', { cls: t.passed ? 'ok' : 'fail', text: t.passed ? 'ok' : 'FAIL' })]);
       });
-      var head = el('tr', {}, ['tensor', 'shape', 'checked', 'max|grad|', 'rel. error', ''].map(function (h) { return el('th', { text: h }); }));
-      box.appendChild(el('table', { id: 'check-table' }, [head].concat(rows)));
-      box.appendChild(el('p', { id: 'check-summary', cls: r.passed ? 'ok' : 'fail',
+      var head = el('tr', {}, ['path', 'tensor', 'shape', 'checked', 'max|grad|', 'rel. error', ''].map(function (h) { return el('th', { text: h }); }));
+      out.appendChild(el('table', { id: 'check-table' }, [head].concat(rows)));
+      out.appendChild(el('p', { id: 'check-summary', cls: r.passed ? 'ok' : 'fail',
         text: (r.passed ? 'passed: ' : 'FAILED: ') + 'worst relative error ' + r.worst.toExponential(2) +
               (r.passed ? ' \u2264 ' : ' > ') + 'tolerance ' + r.tolerance.toExponential(0) + ' (entries below ' + r.floor.toExponential(0) +
               '\u00b7max(1, |L|) compared absolutely)' }));
-      box.appendChild(el('p', { cls: 'muted', text: r.setup }));
+      out.appendChild(el('p', { cls: 'muted', text: r.setup }));
       box.setAttribute('data-worst', String(r.worst));
       box.setAttribute('data-state', r.passed ? 'passed' : 'failed');
-    }).catch(function (e) { showError(e.message); box.setAttribute('data-state', 'error'); })
+    }).catch(function (e) { clear(out); showError(e.message); box.setAttribute('data-state', 'error'); })
       .then(function () { var b = $('check-button'); if (b) b.disabled = false; });
   }
 
