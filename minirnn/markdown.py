@@ -1,7 +1,7 @@
 """The small part of Markdown that docs/ uses, as HTML for ``minirnn read``.
 
 Headings, paragraphs, bullet and numbered lists, tables, fenced and indented
-code blocks (the equation blocks), inline code, bold, and links.  Everything
+code blocks (the equation blocks), inline code, bold, italics and links.  Everything
 from the page is escaped before any markup is added, so a page can never inject
 HTML or script.  Equation tags of one prefix (``[LSTM-B7]``) become clickable
 elements carrying ``data-tag``; a line of a code block that holds such a tag is
@@ -20,6 +20,7 @@ _LIST = re.compile(r"^(\s*)(?:[-*]|\d+\.)\s+(.*)$")
 _CODE = re.compile(r"`([^`]+)`")
 _LINK = re.compile(r"\[([^\]]+)\]\(([^()\s]+)\)")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
+_ITALIC = re.compile(r"(?<![\w*])\*(?![\s*])([^*]+?)(?<!\s)\*(?![\w*])")
 
 
 def _tags(escaped: str, prefix: str) -> str:
@@ -39,19 +40,17 @@ def _link(m) -> str:
 
 
 def inline(text: str, prefix: str) -> str:
-    """One line of prose: escaped, with inline code, links, bold and the unit's tags."""
-    out = []
-    for i, part in enumerate(_CODE.split(text)):
-        part = html.escape(part, quote=True)
-        if i % 2:
-            out.append(f"<code>{_tags(part, prefix)}</code>")
-            continue
-        # a tag followed by a link target ("[LSTM-F1](lstm.md)") is a tag, not a link
-        part = _LINK.sub(lambda m: m.group(0) if TAG.fullmatch(f"[{m.group(1)}]") else _link(m), part)
-        part = _BOLD.sub(r"<strong>\1</strong>", part)
-        part = re.sub(r"(\[[A-Z]{2,6}-[FB]\d{1,2}[a-z]?\])\([^()\s]+\)", r"\1", part)
-        out.append(_tags(part, prefix))
-    return "".join(out)
+    """One line of prose: escaped, with inline code, links, bold, italics and the unit's tags."""
+    codes = []                  # code spans are set aside first, so that bold may wrap one
+
+    def keep(m):
+        codes.append(f"<code>{_tags(html.escape(m.group(1), quote=True), prefix)}</code>")
+        return f"\0{len(codes) - 1}\0"
+    part = html.escape(_CODE.sub(keep, text.replace("\0", "")), quote=True)
+    # a tag followed by a link target ("[LSTM-F1](lstm.md)") is a tag, not a link
+    part = _LINK.sub(lambda m: f"[{m.group(1)}]" if TAG.fullmatch(f"[{m.group(1)}]") else _link(m), part)
+    part = _tags(_ITALIC.sub(r"<em>\1</em>", _BOLD.sub(r"<strong>\1</strong>", part)), prefix)
+    return re.sub("\0(\\d+)\0", lambda m: codes[int(m.group(1))], part)
 
 
 def _code_block(lines: list[str], prefix: str) -> str:
@@ -128,9 +127,9 @@ def render(text: str, prefix: str) -> str:
             out.append(f"<{tag}>" + "".join(f"<li>{inline(x, prefix)}</li>" for x in items) + f"</{tag}>")
             i = j
         else:
-            j = i
+            j = i + 1                   # a paragraph: this line, and the next ones until a blank or a block
             while (j < len(lines) and lines[j].strip() and not lines[j].startswith(("```", "|", "#"))
-                   and not (j > i and _LIST.match(lines[j]))):
+                   and not _LIST.match(lines[j])):
                 j += 1
             out.append("<p>" + inline(" ".join(x.strip() for x in lines[i:j]), prefix) + "</p>")
             i = j

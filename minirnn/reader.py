@@ -27,7 +27,7 @@ from .errors import MinirnnError
 from .serve import RequestError, _only, dispatch, page_files
 
 CONTEXT = 3                      # lines shown above and below each cited line
-CHECK_SIZES = {"input_size": 4, "hidden_size": 3, "T": 5, "B": 3}   # a tiny unit: the check takes well under a second
+CHECK_SIZES = {"input_size": 4, "hidden_size": 3, "T": 5, "B": 3}   # a tiny unit: a check takes under a second
 PAGE_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
@@ -104,7 +104,8 @@ def check_plan(tag: str) -> dict | None:
                         "its value at step 0, which backward returns as the initial state's)"}
     return {"tensors": ["*"], "kind": "feeds",
             "note": "this line computes an intermediate of one step that backward never returns; the check "
-                    "covers every gradient backward returns (parameters, x, initial state), all fed by it"}
+                    "covers every gradient backward returns (parameters, x, initial state), which it feeds "
+                    "through this step or, by the carried gradients, the earlier ones"}
 
 
 def unit_view(name: str) -> dict:

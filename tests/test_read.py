@@ -97,7 +97,7 @@ def test_every_declared_tag_gradient_names_a_backward_tag_and_real_tensors():
 
 def test_the_renderer_escapes_everything_and_links_only_the_units_tags():
     html = markdown.render("# T <b>\n\nx <script>alert(1)</script> [GRU-B1] [LSTM-B7](lstm.md) "
-                           "[doc](gru.md) [web](https://example.org/?a=1&b=2) **bold** `a<b [LSTM-F1]`\n\n"
+                           "[doc](gru.md) [web](https://example.org/?a=1&b=2) **bold** *old* a * b `a<b [LSTM-F1]`\n\n"
                            "| a | b\\|c |\n|---|---|\n| `x` | [LSTM-B2] |\n\n```\nz = 1   [LSTM-F2]\n```\n\n"
                            "- one\n  more\n- two\n", "LSTM")
     assert "<script>" not in html and "&lt;script&gt;" in html and "<b>" not in html
@@ -105,9 +105,14 @@ def test_the_renderer_escapes_everything_and_links_only_the_units_tags():
     assert "[GRU-B1]" in html and 'data-tag="GRU-B1"' not in html
     assert '<span class="doc-link" title="docs/gru.md">doc</span>' in html
     assert '<a href="https://example.org/?a=1&amp;b=2" rel="noreferrer">web</a>' in html
-    assert "<strong>bold</strong>" in html and "<code>a&lt;b <a class=\"tag\"" in html
+    assert "<strong>bold</strong> <em>old</em> a * b" in html and "<code>a&lt;b <a class=\"tag\"" in html
     assert "<th>b|c</th>" in html and '<span class="eq" data-tags="LSTM-F2">' in html
     assert "<ul><li>one more</li><li>two</li></ul>" in html
+    # a line that only looks like a table or a heading is prose; bold may wrap inline code
+    assert markdown.render("|no table\n#no heading\n**`--out`** x", "LSTM") == \
+        "<p>|no table</p>\n<p>#no heading <strong><code>--out</code></strong> x</p>"
+    for page in sorted((REPO / "docs").glob("*.md")):                       # every page of docs/ renders
+        assert markdown.render(page.read_text(encoding="utf-8"), "LSTM").count("<script") == 0
 
 
 def test_a_registered_unit_shows_up_with_its_derivation_and_its_own_file(elman):
