@@ -127,6 +127,13 @@ def test_a_registered_unit_shows_up_with_its_derivation_and_its_own_file(elman):
     assert r["passed"] and r["paths"] == ["reference"] and [t["name"] for t in r["tensors"]] == ["W", "b"]
 
 
+def test_the_running_server_lists_a_unit_registered_after_it_started(client, elman):
+    status, d = client.json("GET", "/api/units")
+    assert status == 200 and [u["name"] for u in d["units"]] == ["lstm", "gru", "nlstm", "elman"]
+    status, d = client.json("POST", "/api/check", {"tag": "ELMAN-B3"})
+    assert status == 200 and d["passed"] and [t["name"] for t in d["tensors"]] == ["x", "state0.h"]
+
+
 def test_an_unregistered_unit_is_gone():
     assert "elman" not in [u["name"] for u in reader.units_summary()]
     with pytest.raises(reader.MinirnnError, match="no unit has tags ELMAN"):
