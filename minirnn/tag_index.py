@@ -6,8 +6,8 @@ its derivation page defines ([LSTM-F1] ... [LSTM-B9]), this finds the code lines
 whose comment cites the tag explicitly, inside a function, on each path.  A path
 is a list of folders (``PATHS``), scanned at run time, so kernel files can be
 added, split or renamed without touching this module; a fourth path is one more
-entry.  A registered unit whose reference class lives elsewhere (the Elman
-example, docs/units.md) has that class's file added to its reference path.
+entry.  A registered unit's reference path also holds the file of its own
+``backward``, wherever that lives (the Elman example of docs/units.md).
 
 A range such as ``[LSTM-B1]..[LSTM-B6]`` at a call site is a summary, not an
 implementation, and does not count; nor does a tag in a docstring or a module

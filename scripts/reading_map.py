@@ -3,14 +3,11 @@
 Writes docs/reading-map.md from what :mod:`minirnn.tag_index` finds in the code
 (the same index ``minirnn read`` shows): for each unit of the map and each tag
 its page derives, the code lines whose comment cites the tag explicitly, inside
-a function, on each path:
-
-    reference   minirnn/units/                 (impl='reference')
-    cpu         kernels/cpu/                   (Numba, impl='fast' on NumPy arrays)
-    cuda        kernels/cuda/                  (CuPy and raw CUDA, device='gpu')
-
-tests/test_doc_tags.py requires every tag on every path (with an explicit list
-of exceptions) and checks that docs/reading-map.md is what ``render`` writes.
+a function, on each path of ``tag_index.PATHS`` (the reference units with
+impl='reference', the Numba kernels of impl='fast' on the CPU, the CUDA path),
+one column per path.  tests/test_doc_tags.py requires every tag on every path
+(with an explicit list of exceptions) and checks that docs/reading-map.md is
+what ``render`` writes.
 
     python scripts/reading_map.py            # rewrite docs/reading-map.md
     python scripts/reading_map.py --check    # exit 1 if it is out of date

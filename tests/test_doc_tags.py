@@ -1,11 +1,10 @@
 """Docs and code move together: every equation tag the code cites is defined in docs/."""
-import re
 from pathlib import Path
 
 from minirnn import tag_index as TI
 
 REPO = Path(__file__).resolve().parents[1]
-TAG = re.compile(r"\[([A-Z]{2,6}-[FB]\d{1,2}[a-z]?)\]")
+TAG = TI.TAG
 CODE_DIRS = ("minirnn", "kernels", "cli")
 CODE_SUFFIXES = {".py", ".cu", ".cuh"}
 
