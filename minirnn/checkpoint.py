@@ -129,7 +129,8 @@ def save_checkpoint(path, model, optimizer, *, step: int, order_state: dict, con
     path = Path(path).expanduser()
     if path.is_dir():
         raise MinirnnError(f"checkpoint path {path} is a folder; give a file name such as {path / 'run.h5'}")
-    with atomic_hdf5(path, "checkpoint", when_full="free some space and resume with --resume") as f:
+    # the run owns its checkpoint: `minirnn train` decided at its start whether it may replace it
+    with atomic_hdf5(path, "checkpoint", when_full="free some space and resume with --resume", overwrite=True) as f:
         _write(f, model, optimizer, step, order_state, config, output_words, history, extra)
     return path
 

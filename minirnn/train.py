@@ -286,7 +286,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     checkpoints (minirnn/distributed.py, docs/distributed.md).
     """
     from .memory import human
-    from .runlock import RunLock, check_writable_folder, remove_stale_temps
+    from .atomic import check_output
+    from .runlock import RunLock, remove_stale_temps
     from .signals import Interrupted, StopSignals, signal_name
 
     config.validate()
@@ -295,7 +296,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
                   device=config.device, nccl=True)
     if not ctx.is_root:
         progress, echo = False, report.quiet
-    out = check_writable_folder(config.out, "checkpoint")
+    # never a device, never the corpus (also not with --overwrite); an existing file is judged below
+    out = check_output(config.out, "checkpoint", overwrite=True, inputs=(_corpus_path(config.corpus),))
     with StopSignals() as stops:
         try:
             # distributed: rank 0 alone writes the checkpoint, so it alone holds the lock

@@ -6,15 +6,17 @@ varies from try to try, so the signal lands before, inside and after the save's
 HDF5 writes; twelve tries), and checks that the interrupt was honoured: exit status 130 or 143,
 one line saying how to resume, a checkpoint of the step it names, no temporary
 file and no lock left.  An interrupt that got lost would let the run go on for
-its 100000 steps, and the try fails on its time limit.  The environment variable
-MINIRNN_TEST_SAVE_PAUSE (read only by minirnn.atomic) holds every save open for
-50 ms so that the window is hit every time, not one try in ten; the last two
-tries run without it, as the issue's harness did.
+its 100000 steps, and the try fails on its time limit.  The launcher
+tests/slow_saves.py holds every save open for 50 ms (it wraps the writer in the
+child process; the library has no test hook) so that the window is hit every
+time, not one try in ten; the last two tries run the plain command, as the
+issue's harness did.
 """
 import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,8 +43,14 @@ def corpus(tmp_path_factory):
 command = tiny_train_command
 
 
+SLOW_SAVES = str(Path(__file__).with_name("slow_saves.py"))
+
+
 def start(args, pause="0.05"):
-    env = {**os.environ, "MINIRNN_TEST_SAVE_PAUSE": pause, "OPENBLAS_NUM_THREADS": "1"}
+    """A real `minirnn` process (args: a tiny_train_command); with ``pause``, every save is held open."""
+    if pause:
+        args = [args[0], SLOW_SAVES, pause, *args[3:]]
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 

@@ -277,7 +277,7 @@ class Dataset:
         from .. import __version__
 
         path = Path(path).expanduser()
-        with atomic_hdf5(path, "dataset file") as f:
+        with atomic_hdf5(path, "dataset file", overwrite=True) as f:   # a cache: rebuilt when it does not match
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["minirnn_version"] = __version__
