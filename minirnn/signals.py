@@ -1,4 +1,4 @@
-"""Ctrl-C (SIGINT) and SIGTERM during training: never lost, never raised inside a save.
+"""Ctrl-C (SIGINT), SIGTERM and SIGHUP during training: never lost, never raised inside a save.
 
 Python runs a signal handler between two bytecodes of the main thread, wherever
 that happens to be -- also inside h5py or inside a finalizer, where an
@@ -24,11 +24,12 @@ from contextlib import contextmanager
 
 from .errors import MinirnnError
 
-HANDLED = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP: the terminal was closed -- a stop like SIGTERM, not a reason to lose the steps since the last save
+HANDLED = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
 
 class Interrupted(MinirnnError):
-    """A run stopped by SIGINT or SIGTERM; ``exit_code`` is 128 + the signal number (130, 143)."""
+    """A run stopped by SIGINT, SIGTERM or SIGHUP; ``exit_code`` is 128 + the signal number (130, 143, 129)."""
 
     def __init__(self, message: str, signum: int, raw: bool = False):
         super().__init__(message)
@@ -42,7 +43,7 @@ def signal_name(signum: int) -> str:
 
 
 class StopSignals:
-    """Install SIGINT/SIGTERM handlers for a ``with`` block; restore the previous ones after.
+    """Install SIGINT/SIGTERM/SIGHUP handlers for a ``with`` block; restore the previous ones after.
 
     Outside the main thread Python cannot install handlers; then nothing is
     installed and signals keep their usual effect.

@@ -405,6 +405,9 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
             history.setdefault(key, [])
         loop = _Loop(config, out, model, optimizer, order, dataset, train_idx, step, history, device, echo,
                      save_checkpoint, LossWatch(), ctx)
+        if loop.total < step:   # a run cannot go back; saving would only rewrite the stored settings
+            raise MinirnnError(f"checkpoint {out} is at step {step}, past the {loop.total} steps asked for; give "
+                               f"--steps above {step} to continue it, or evaluate it with 'minirnn evaluate {out}'")
         reference = loop.probe(quick=True)
         loop.watch.judge(reference)   # the loss of the initial (or loaded) parameters is the first reference
         if resume:

@@ -33,6 +33,7 @@ from minirnn.train import train
 TRIES = [(signal.SIGINT if i % 2 == 0 else signal.SIGTERM, "0.05", delay)
          for i, delay in enumerate((0.0, 0.0, 0.002, 0.002, 0.01, 0.01, 0.03, 0.03, 0.06, 0.06))]
 TRIES += [(signal.SIGINT, "", 0.0), (signal.SIGTERM, "", 0.001)]
+TRIES += [(signal.SIGHUP, "0.05", 0.01)]   # the terminal closed: a stop like SIGTERM (it once lost the steps)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_an_interrupt_inside_a_save_is_never_lost(corpus, tmp_path):
         assert rc == 128 + sig, (i, rc, err)
         lines = [line for line in err.splitlines() if line.startswith("Error:")]
         assert len(lines) == 1 and "Traceback" not in err and "Exception ignored" not in err, err
-        name = "Ctrl-C (SIGINT)" if sig == signal.SIGINT else "SIGTERM"
+        name = "Ctrl-C (SIGINT)" if sig == signal.SIGINT else signal.Signals(sig).name
         assert f"interrupted by {name} at step" in lines[0] and "--resume" in lines[0], lines[0]
         step = int(lines[0].split(" at step ")[1].split(";")[0])
         assert f"checkpoint at step {step} in" in lines[0]
