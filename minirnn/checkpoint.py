@@ -203,7 +203,7 @@ def peek_checkpoint(path) -> dict:
             return {**_settings(f), "checksums": checked}
     except MinirnnError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, OverflowError) as exc:
         raise _damaged(path, exc) from None
 
 
@@ -316,7 +316,8 @@ def load_checkpoint(path, device: str = "cpu", impl: str = "fast") -> Checkpoint
             schema.history(history)
     except MinirnnError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeDecodeError, AttributeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeDecodeError, AttributeError,
+            OverflowError) as exc:
         raise _damaged(path, exc) from None
 
     _check_arrays(path, dtype, params, optimizer_state)

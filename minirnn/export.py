@@ -166,7 +166,7 @@ def _digest(meta: dict, tensors: dict) -> str:
     for name in sorted(tensors):
         value = np.ascontiguousarray(tensors[name])
         h.update(json.dumps([name, str(value.dtype), list(value.shape)]).encode("utf-8"))
-        h.update(memoryview(value).cast("B"))
+        h.update(value.reshape(-1).view(np.uint8))
     return h.hexdigest()
 
 
