@@ -31,10 +31,9 @@ def run_labels(paths, units) -> list[str]:
 @device_option
 def plot(checkpoints, out, kind, split, limit, published, overwrite, device):
     """Plot CHECKPOINTS (one or several runs) on one chart (needs minirnn[plot])."""
+    from minirnn.atomic import check_output
     from minirnn.checkpoint import load_checkpoint
     from minirnn.plotting import plot_accuracy_by_letters, plot_loss_curves, pyplot
-
-    from minirnn.atomic import check_output
 
     pyplot()  # fail first, in one line, when matplotlib is missing
     output = {"overwrite": overwrite, "inputs": checkpoints}

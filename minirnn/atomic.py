@@ -177,9 +177,11 @@ def atomic_file(path, what: str, when_full: str = "free some space and try again
     umask's permissions), flushed to disk, then renamed over it.  ``path`` is checked first
     (:func:`check_output` with ``overwrite`` and ``inputs``).  Failures raise MinirnnError (one line
     naming ``what`` and ``path``), and the previous file at ``path`` stays intact."""
+    from .runlock import temp_prefix
+
     path = check_output(path, what, overwrite=overwrite, inputs=inputs)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     except OSError as exc:
         raise MinirnnError(f"cannot write {what} {path} ({exc.strerror or exc}); choose a writable folder") from None
     try:
