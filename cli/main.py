@@ -57,8 +57,8 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:  # Ctrl-C before a command installed its own handling (e.g. while importing)
-            error = click.ClickException("interrupted by Ctrl-C (SIGINT) before anything was written (files are "
-                                         "only ever replaced whole): run the command again")
+            error = click.ClickException("interrupted by Ctrl-C (SIGINT); no file was left half-written (files "
+                                         "are only ever replaced whole): run the command again if it had not finished")
             error.exit_code = 130
             raise error from None
         except MinirnnError as exc:

@@ -42,6 +42,15 @@ from .errors import MinirnnError
 #: keyword arguments of ``create_dataset`` for a checksummed dataset (verified by HDF5 on read)
 CHECKED = {"fletcher32": True}
 
+#: files being written right now (a stop signal's handler never raises inside one: minirnn/signals.py)
+_writing = [0]
+
+
+def writing() -> bool:
+    """True while a file is being built or written (then a stop signal waits for the next safe point)."""
+    return _writing[0] > 0
+
+
 #: bytes reserved at the start of every file for its digest (an HDF5 "user block": HDF5 and h5py skip it)
 USERBLOCK = 512
 DIGEST_MAGIC = b"minirnn-sha256 "
@@ -184,6 +193,7 @@ def atomic_file(path, what: str, when_full: str = "free some space and try again
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     except OSError as exc:
         raise MinirnnError(f"cannot write {what} {path} ({exc.strerror or exc}); choose a writable folder") from None
+    _writing[0] += 1
     try:
         try:
             os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make every checkpoint private
@@ -204,6 +214,8 @@ def atomic_file(path, what: str, when_full: str = "free some space and try again
             raise MinirnnError(f"could not save {what} {path} ({exc.strerror or exc}); check the folder's "
                                "permissions and free space (the previous file there, if any, is intact)") from None
         raise
+    finally:
+        _writing[0] -= 1
     _fsync_path(path.parent, directory=True)
 
 

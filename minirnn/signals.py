@@ -56,9 +56,13 @@ class StopSignals:
 
     # ------------------------------------------------------------------ handlers
     def _handle(self, signum, frame):
+        from .atomic import writing
+
         if self.signum is None:
             self.signum = signum
-        if not self._deferring:
+        # inside a file write (e.g. the dataset cache) a raise could land in h5py or a finalizer ("Exception
+        # ignored"): the write completes (or is undone) first, and the caller's next check() stops the run
+        if not self._deferring and not writing():
             raise Interrupted(f"stopped by {signal_name(signum)}", signum, raw=True)
 
     def __enter__(self) -> "StopSignals":

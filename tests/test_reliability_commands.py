@@ -66,7 +66,7 @@ def test_ctrl_c_before_a_command_takes_over_is_one_line_and_130(monkeypatch):
     monkeypatch.setattr(minirnn.cli.info, "parameter_table", interrupted)
     result = invoke("info", "--unit", "gru")
     assert result.exit_code == 130 and result.output.count("\n") == 1, result.output
-    assert "interrupted by Ctrl-C (SIGINT) before anything was written" in result.output
+    assert "interrupted by Ctrl-C (SIGINT); no file was left half-written" in result.output
 
 
 def test_a_resume_never_goes_back(run_h5, tmp_path):

@@ -188,3 +188,28 @@ def test_a_signal_during_the_final_test_says_the_checkpoint_is_complete(corpus, 
     with pytest.raises(Interrupted, match="after the last step; the checkpoint at step 6 .* is complete") as info:
         train(tiny(corpus, out), progress=False, echo=None)
     assert info.value.exit_code == 130 and load_checkpoint(out, impl="reference").step == 6
+
+
+def test_a_signal_while_the_dataset_is_written_waits_for_the_file(corpus, tmp_path, monkeypatch):
+    """SIGINT inside the dataset cache's write: the file is completed, then the run stops before its first
+    step (the handler once raised inside HDF5 or a finalizer: "Exception ignored" and a lost cache)."""
+    from click.testing import CliRunner
+
+    from minirnn import atomic
+    from minirnn.data import Dataset
+
+    write = atomic._write_all
+
+    def interrupted_write(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)      # arrives while the file is being written
+        return write(*args, **kwargs)
+
+    monkeypatch.setenv("MINIRNN_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(atomic, "_write_all", interrupted_write)
+    out = tmp_path / "run.h5"
+    result = CliRunner().invoke(cli, command(corpus, out, "--steps", "5")[3:])
+    assert result.exit_code == 130 and "before the first step" in result.output, result.output
+    assert "Exception ignored" not in result.output and "Traceback" not in result.output
+    cached = list((tmp_path / "home" / "datasets").glob("*.h5"))
+    assert len(cached) == 1 and Dataset.load(cached[0]).num_observations > 0
+    assert not out.exists() and [p.name for p in cached[0].parent.iterdir() if ".tmp-" in p.name] == []
