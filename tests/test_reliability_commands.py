@@ -96,7 +96,7 @@ def test_a_burst_of_connections_waits_for_the_server(server):
     sockets = []
     try:
         for _ in range(100):
-            s = socket.create_connection(("127.0.0.1", server.port), timeout=0.5)
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=2)
             sockets.append(s)
     finally:
         for s in sockets:
