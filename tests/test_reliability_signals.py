@@ -213,3 +213,47 @@ def test_a_signal_while_the_dataset_is_written_waits_for_the_file(corpus, tmp_pa
     cached = list((tmp_path / "home" / "datasets").glob("*.h5"))
     assert len(cached) == 1 and Dataset.load(cached[0]).num_observations > 0
     assert not out.exists() and [p.name for p in cached[0].parent.iterdir() if ".tmp-" in p.name] == []
+
+
+def _rank_pid(out, rank: int):
+    """The pid of the MPI rank ``rank`` training into ``out`` (from /proc: its command line and PMI_RANK)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"minirnn" in cmdline and str(out).encode() in cmdline and f"PMI_RANK={rank}".encode() in environ:
+            return int(entry)
+    return None
+
+
+def test_a_signal_to_one_mpi_rank_stops_every_rank_at_the_same_step(corpus, tmp_path):
+    """SIGTERM to rank 1 alone once ended the job with only MPICH's "Abort(1)"; the ranks now agree at every
+    safe point, stop at the same step, and rank 0 saves it and says so."""
+    import shutil
+    import sys
+
+    pytest.importorskip("mpi4py")
+    mpiexec = Path(sys.executable).with_name("mpiexec")
+    mpiexec = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("needs mpiexec (pip install mpich)")
+    out = tmp_path / "run.h5"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    proc = subprocess.Popen([mpiexec, "-n", "2", *command(corpus, out, "--steps", "100000", "--checkpoint-every", "1")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not out.exists() or (pid := _rank_pid(out, 1)) is None:   # the run is saving its steps
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGTERM)
+    rc, err = finish(proc, limit=60)
+    lines = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "Abort" not in err and "Traceback" not in err, err
+    assert "interrupted by SIGTERM (sent to rank 1) at step" in lines[0], lines[0]
+    step = int(lines[0].split(" at step ")[1].split(";")[0])
+    assert f"checkpoint at step {step} in" in lines[0] and rc != 0
+    assert load_checkpoint(out, impl="reference").step == step
