@@ -45,8 +45,6 @@ TORCH_GATE_ORDER = "i,f,g,o"
 FORGET_BIAS = 1.0
 CONVENTION = {"minirnn": "row vectors: z = [x, h] W + b with W (inputs + hidden, gates x hidden)",
               "torch": "PyTorch: gates = x W_ih^T + b_ih + h W_hh^T + b_hh with W_ih (4H, inputs), W_hh (4H, H)"}
-_MODEL_KEYS = ("unit", "hidden", "layers", "depth", "input_vocab", "output_vocab", "embedding_size", "seed",
-               "outer_tanh")
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "LAYOUTS", "export_model", "export_file", "read_export",
            "load_model_file", "is_safetensors", "torch_state_dict", "from_torch_state_dict"]
@@ -141,7 +139,7 @@ def _metadata(model_config: dict, dtype: str, layout: str, output_words, config,
         "minirnn_version": __version__,
         "layout": layout,
         "unit": unit,
-        "model_config": json.dumps({k: model_config[k] for k in _MODEL_KEYS if k in model_config}, sort_keys=True),
+        "model_config": json.dumps({k: model_config[k] for k in schema.MODEL_FIELDS if k in model_config}, sort_keys=True),
         "dtype": dtype,
         "gate_order": TORCH_GATE_ORDER if torch else GATE_ORDER[unit],
         "forget_bias": "none" if unit == "gru" else repr(FORGET_BIAS),
