@@ -50,11 +50,13 @@ def _strongest(res, count: int = 5) -> str:
               help="Write one self-contained HTML page (every position's map, click to switch).")
 @click.option("--png", "png_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the heat map as an image (needs minirnn[plot]).")
+@click.option("--overwrite", is_flag=True, help="Replace existing files at --html / --png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the connectivity values as JSON instead of a map.")
 @click.option("-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
               help="Predictions listed per position on the HTML page.")
 @device_option
-def connectivity(checkpoint, text, at, word, occurrence, scale, color, html_path, png_path, as_json, k, device):
+def connectivity(checkpoint, text, at, word, occurrence, scale, color, html_path, png_path, overwrite, as_json, k,
+                 device):
     """Connectivity of one prediction to every earlier character of TEXT.
 
     For the output at position N (--at N, or the last letter of --word W), each
@@ -63,9 +65,14 @@ def connectivity(checkpoint, text, at, word, occurrence, scale, color, html_path
     word's; when that word is not in the model's vocabulary, the predicted word's.
     """
     from minirnn import analysis, heatmap
+    from minirnn.atomic import check_output, write_file
 
     if (at is None) == (word is None):
         raise click.UsageError("give exactly one of --at N or --word WORD")
+    output = {"overwrite": overwrite, "inputs": (checkpoint,)}
+    for path, what in ((png_path, "figure"), (html_path, "page")):
+        if path:
+            check_output(path, what, **output)   # before the model is loaded
     ck = load_for_analysis(checkpoint, device)
     vocab = analysis.Vocabulary(ck.output_words, int(ck.model.params["dense.b"].shape[0]))
     enc = analysis.encode_text(text)
@@ -92,16 +99,12 @@ def connectivity(checkpoint, text, at, word, occurrence, scale, color, html_path
         from minirnn.plotting import plot_connectivity
 
         out = plot_connectivity(enc.chars, res.values, res.at, png_path, scale=scale,
-                                title=f"connectivity of position {res.at} (logit of '{res.cls_word}') - {title}")
+                                title=f"connectivity of position {res.at} (logit of '{res.cls_word}') - {title}",
+                                **output)
         click.echo(f"wrote {out}", err=True)
     if html_path:
         data = analysis.page_data(ck.model, vocab, enc, k=k)
         page = heatmap.connectivity_html(data, title=f"minirnn connectivity - {title}", initial=res.at, scale=scale,
                                          subtitle=f"{len(enc)} characters; checkpoint {checkpoint}")
-        try:
-            Path(html_path).write_text(page, encoding="utf-8")
-        except OSError as exc:
-            from minirnn.errors import MinirnnError
-
-            raise MinirnnError(f"cannot write {html_path} ({exc.strerror or exc}); choose a writable path") from None
+        write_file(html_path, page, "page", **output)
         click.echo(f"wrote {html_path}", err=True)

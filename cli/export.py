@@ -10,7 +10,8 @@ import click
 @click.option("--layout", type=click.Choice(["minirnn", "torch"]), default="minirnn", show_default=True,
               help="minirnn: the parameters under their own names; torch (LSTM only): PyTorch's state_dict of "
                    "nn.Embedding, nn.LSTM and nn.Linear.")
-def export(checkpoint, out, layout):
+@click.option("--overwrite", is_flag=True, help="Replace an existing export at OUT (never a checkpoint).")
+def export(checkpoint, out, layout, overwrite):
     """Write the model of CHECKPOINT to OUT (a .safetensors file).
 
     Every parameter is stored in the trained dtype, with metadata (unit, sizes,
@@ -20,7 +21,7 @@ def export(checkpoint, out, layout):
     """
     from minirnn.export import export_file, read_export
 
-    path = export_file(checkpoint, out, layout=layout)
+    path = export_file(checkpoint, out, layout=layout, overwrite=overwrite)
     ck = read_export(path, impl="reference")
     count = sum(int(v.size) for v in ck.model.params.values())
     click.echo(f"wrote {path}: {ck.model.config['unit']}, layout {layout}, {count:,} values in {ck.model.dtype}")

@@ -58,6 +58,11 @@ class LazyGroup(click.Group):
         previous = report.use(Console())   # the library's messages and progress bars go to the terminal
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # Ctrl-C before a command installed its own handling (e.g. while importing)
+            error = click.ClickException("interrupted by Ctrl-C (SIGINT); no file was left half-written (files "
+                                         "are only ever replaced whole): run the command again if it had not finished")
+            error.exit_code = 130
+            raise error from None
         except MinirnnError as exc:
             error = click.ClickException(str(exc))
             # an interrupted run exits like a process stopped by that signal would (130 SIGINT, 143 SIGTERM)

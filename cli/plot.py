@@ -27,18 +27,22 @@ def run_labels(paths, units) -> list[str]:
               help="--kind accuracy: evaluate only the first N observations of the split.")
 @click.option("--published/--no-published", default=True, show_default=True,
               help="--kind accuracy: draw the published top-1 curve of each unit.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file at --out.")
 @device_option
-def plot(checkpoints, out, kind, split, limit, published, device):
+def plot(checkpoints, out, kind, split, limit, published, overwrite, device):
     """Plot CHECKPOINTS (one or several runs) on one chart (needs minirnn[plot])."""
+    from minirnn.atomic import check_output
     from minirnn.checkpoint import load_checkpoint
     from minirnn.plotting import plot_accuracy_by_letters, plot_loss_curves, pyplot
 
     pyplot()  # fail first, in one line, when matplotlib is missing
+    output = {"overwrite": overwrite, "inputs": checkpoints}
+    check_output(out, "figure", **output)   # before anything is loaded or evaluated
     cks = [load_checkpoint(p) for p in checkpoints]
     units = [ck.config.get("unit") or ck.model.config["unit"] for ck in cks]
     labels = run_labels(checkpoints, units)
     if kind == "loss":
-        path = plot_loss_curves([(label, ck.history) for label, ck in zip(labels, cks)], out)
+        path = plot_loss_curves([(label, ck.history) for label, ck in zip(labels, cks)], out, **output)
     else:
         from minirnn.study import evaluation_for
 
@@ -47,5 +51,5 @@ def plot(checkpoints, out, kind, split, limit, published, device):
             ev, where = evaluation_for(p, ck, split=split, device=device, limit=limit)
             click.echo(f"{label}: {where}", err=True)
             results.append((label, ev, unit))
-        path = plot_accuracy_by_letters(results, out, published=published)
+        path = plot_accuracy_by_letters(results, out, published=published, **output)
     click.echo(f"wrote {path}")

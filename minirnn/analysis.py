@@ -60,11 +60,22 @@ class EncodedText:
         return self.word_starts[t] + len(self.words[t])
 
 
+#: the longest text read at once (complete, connectivity, serve): its activations, predictions and
+#: connectivity maps grow with its length (a 200 kB line once took 5.7 GB)
+MAX_TEXT_CHARS = 5000
+
+
 def encode_text(text: str) -> EncodedText:
-    """Normalise ``text`` (text8 style) and encode it as the model's input."""
+    """Normalise ``text`` (text8 style) and encode it as the model's input (at most MAX_TEXT_CHARS)."""
     from .data.corpora import normalize_text
 
+    if len(text) > MAX_TEXT_CHARS:    # before normalising it
+        raise MinirnnError(f"the text has {len(text):,} characters; at most {MAX_TEXT_CHARS:,} are read at once: "
+                           "give a shorter text")
     norm = normalize_text(text)
+    if len(norm) > MAX_TEXT_CHARS:    # digits are spelled out
+        raise MinirnnError(f"the text has {len(norm):,} characters once normalised (numbers spelled out); at most "
+                           f"{MAX_TEXT_CHARS:,} are read at once: give a shorter text")
     if not norm:
         raise MinirnnError("the text has no letters a-z after normalisation; give some English words")
     chars = " " + norm

@@ -33,6 +33,20 @@ class StepSetup:
     seed: int = 0
     counted_fraction: float = 1.0  # share of positions whose target counts in the loss
 
+    def check(self) -> None:
+        """The size limits and the memory estimate of `minirnn train` (minirnn/memory.py): one line,
+        before anything is allocated, instead of a traceback or a machine pushed into swap."""
+        from .errors import MinirnnError
+        from .memory import check_limit, check_memory
+
+        for name, value in (("hidden", self.hidden), ("layers", self.layers), ("depth", self.depth),
+                            ("vocab_size", self.classes - 2), ("batch_size", self.batch), ("max_length", self.time)):
+            check_limit(name, value)
+        if not 0 <= self.counted_fraction <= 1:      # also NaN
+            raise MinirnnError(f"the counted fraction must be in [0, 1], got {self.counted_fraction}")
+        check_memory(self.unit, self.hidden, self.layers, self.depth, self.classes, self.batch, self.time,
+                     self.dtype, self.device)
+
     def describe(self) -> str:
         from .units import unit_spec
 
@@ -112,6 +126,7 @@ class BenchResult:
 
 
 DEFAULT_PAUSE = 0.3
+MAX_PAUSE = 60.0
 
 
 def time_alternating(steps: dict, repeats: int, warmup: int = 1, pause: float = DEFAULT_PAUSE,
@@ -141,6 +156,11 @@ def time_alternating(steps: dict, repeats: int, warmup: int = 1, pause: float = 
 def run_bench(setup: StepSetup, impls=("fast", "reference"), repeats: int = 5, warmup: int = 1,
               memory: bool = True, echo=None, pause: float = DEFAULT_PAUSE) -> BenchResult:
     """Time ``repeats`` steps per implementation, alternating between them (``time_alternating``)."""
+    from .errors import MinirnnError
+
+    setup.check()
+    if not 0 <= pause <= MAX_PAUSE:                  # also NaN and infinity
+        raise MinirnnError(f"the pause must be between 0 and {MAX_PAUSE:g} seconds, got {pause}")
     result = BenchResult(setup)
     steppers = {impl: Stepper(setup, impl) for impl in impls}
 

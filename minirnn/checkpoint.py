@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import CHECKED, atomic_hdf5, check_digest
+from . import schema
 from .errors import MinirnnError
+from .memory import LIMITS
 
 FORMAT = "minirnn-checkpoint"
 FORMAT_VERSION = 1
@@ -129,7 +131,8 @@ def save_checkpoint(path, model, optimizer, *, step: int, order_state: dict, con
     path = Path(path).expanduser()
     if path.is_dir():
         raise MinirnnError(f"checkpoint path {path} is a folder; give a file name such as {path / 'run.h5'}")
-    with atomic_hdf5(path, "checkpoint", when_full="free some space and resume with --resume") as f:
+    # the run owns its checkpoint: `minirnn train` decided at its start whether it may replace it
+    with atomic_hdf5(path, "checkpoint", when_full="free some space and resume with --resume", overwrite=True) as f:
         _write(f, model, optimizer, step, order_state, config, output_words, history, extra)
     return path
 
@@ -197,22 +200,38 @@ def peek_checkpoint(path) -> dict:
     path, f, checked = _open(path)
     try:
         with f:
-            return {"config": json.loads(_str_attr(f.attrs["config"])),
-                    "model_config": json.loads(_str_attr(f.attrs["model_config"])),
-                    "step": int(f.attrs["step"]), "dtype": _str_attr(f.attrs["dtype"]),
-                    "extra": json.loads(_str_attr(f.attrs.get("extra", "{}"))),
-                    "checksums": checked}
+            return {**_settings(f), "checksums": checked}
     except MinirnnError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, OverflowError) as exc:
         raise _damaged(path, exc) from None
 
 
-def _read_group(path: Path, group, checked: bool) -> dict:
-    """Every dataset of a group; with ``checked``, each must carry its checksum (HDF5 verifies it on read)."""
+def _settings(f) -> dict:
+    """The checked attributes of an open checkpoint: config, model_config, step, dtype, extra."""
+    step = f.attrs["step"]
+    if not (np.ndim(step) == 0 and np.issubdtype(np.asarray(step).dtype, np.integer)
+            and int(step) <= LIMITS["steps"]):   # a negative one is named by _check_counters
+        raise ValueError(f"step {str(step):.40} is not a step count")
+    extra = json.loads(_str_attr(f.attrs.get("extra", "{}")))
+    if not isinstance(extra, dict):
+        raise ValueError("extra is not a JSON object")
+    dtype = _str_attr(f.attrs["dtype"])
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype attribute {dtype!r:.40} is neither float32 nor float64")
+    return {"config": schema.run_config(json.loads(_str_attr(f.attrs["config"]))),
+            "model_config": schema.model_config(json.loads(_str_attr(f.attrs["model_config"]))),
+            "step": int(step), "dtype": dtype, "extra": extra}
+
+
+def _read_group(path: Path, group, checked: bool, size: int, expected: dict | None = None) -> dict:
+    """Every dataset of a group; with ``checked``, each must carry its checksum (HDF5 verifies it on read).
+
+    Before anything is read, the declared shapes must be ``expected`` (when given) and no dataset may
+    declare more bytes than the file has (``size``): a crafted shape never becomes an allocation."""
     import h5py
 
-    out = {}
+    datasets = {}
     for name in group:
         dataset = group[name]
         if not isinstance(dataset, h5py.Dataset):
@@ -221,6 +240,13 @@ def _read_group(path: Path, group, checked: bool) -> dict:
             raise _damaged(path, ValueError(f"{group.name}/{name} is not a dataset"))
         if checked and not dataset.fletcher32:
             raise _damaged(path, ValueError(f"{dataset.name} has no checksum"))
+        if dataset.size * dataset.dtype.itemsize > size:
+            raise _damaged(path, ValueError(f"{dataset.name} declares {dataset.shape}, more than the file holds"))
+        datasets[name] = dataset
+    if expected is not None:
+        schema.check_shapes({k: d.shape for k, d in datasets.items()}, expected, group.name)
+    out = {}
+    for name, dataset in datasets.items():
         try:
             out[name] = np.array(dataset[()])
         except OSError:
@@ -230,8 +256,6 @@ def _read_group(path: Path, group, checked: bool) -> dict:
 
 def _check_arrays(path: Path, dtype: str, params: dict, optimizer_state: dict) -> None:
     """Refuse what a damaged or hand-edited file could hold: another dtype, NaN or infinity."""
-    if dtype not in ("float32", "float64"):
-        raise _damaged(path, ValueError(f"dtype attribute {dtype!r} is neither float32 nor float64"))
     for where, arrays in (("params", params), ("optimizer/m", optimizer_state["m"]),
                           ("optimizer/v", optimizer_state["v"])):
         for name, value in arrays.items():
@@ -253,6 +277,8 @@ def _check_counters(path: Path, step: int, optimizer_state: dict, order_state: d
         raise _damaged(path, ValueError(f"step {step} but the history ends at step {int(steps[-1])}"))
     if any(int(v) < 0 for v in order_state.values()):
         raise _damaged(path, ValueError("negative batch order state"))
+    if order_state.get("epoch", 0) > step:   # every epoch takes at least one step
+        raise _damaged(path, ValueError(f"epoch {order_state['epoch']} after only {step} steps"))
 
 
 def load_checkpoint(path, device: str = "cpu", impl: str = "fast") -> Checkpoint:
@@ -267,43 +293,40 @@ def load_checkpoint(path, device: str = "cpu", impl: str = "fast") -> Checkpoint
     path, f, checked = _open(path)
     notes = []
     try:
+        size = path.stat().st_size
         with f:
             if not checked:
                 notes.append(OLD_FILE_NOTE.format(path=path))
-            step = int(f.attrs["step"])
-            config = json.loads(_str_attr(f.attrs["config"]))
-            model_config = json.loads(_str_attr(f.attrs["model_config"]))
-            extra = json.loads(_str_attr(f.attrs.get("extra", "{}")))
-            dtype = _str_attr(f.attrs["dtype"])
-            params = _read_group(path, f["params"], checked)
+            settings = _settings(f)
+            step, config, model_config = settings["step"], settings["config"], settings["model_config"]
+            extra, dtype = settings["extra"], settings["dtype"]
+            shapes = schema.parameter_shapes(model_config)
+            params = _read_group(path, f["params"], checked, size, shapes)
             opt = f["optimizer"]
             optimizer_state = {"t": int(opt.attrs["t"]),
                                **{k: float(opt.attrs[k]) for k in ("lr", "beta1", "beta2", "eps")},
-                               "m": _read_group(path, opt["m"], checked), "v": _read_group(path, opt["v"], checked)}
+                               "m": _read_group(path, opt["m"], checked, size, shapes),
+                               "v": _read_group(path, opt["v"], checked, size, shapes)}
+            schema.adam(optimizer_state)
             order_state = {k: int(v) for k, v in f["order"].attrs.items()}
-            words = _read_group(path, f["vocabulary"], checked)["output_words"]
+            words = _read_group(path, f["vocabulary"], checked, size,
+                                {"output_words": (model_config["output_vocab"],)})["output_words"]
             output_words = [w.decode("ascii") for w in words]
-            history = _read_group(path, f["history"], checked)
+            history = _read_group(path, f["history"], checked, size)
+            schema.history(history)
     except MinirnnError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeDecodeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeDecodeError, AttributeError,
+            OverflowError) as exc:
         raise _damaged(path, exc) from None
 
     _check_arrays(path, dtype, params, optimizer_state)
     _check_counters(path, step, optimizer_state, order_state, history)
-    known = {"unit", "hidden", "layers", "depth", "input_vocab", "output_vocab", "embedding_size", "seed",
-             "outer_tanh"}
-    try:
-        model = Model(**{k: v for k, v in model_config.items() if k in known}, device=device, dtype=dtype, impl=impl)
+    try:   # the shapes were checked against model_config (schema.py): this allocates what the file holds
+        model = Model(**model_config, device=device, dtype=dtype, impl=impl)
         model.load_params(params)
     except (ValueError, TypeError) as exc:
         raise _damaged(path, exc) from None
-    if len(output_words) != model.config["output_vocab"]:
-        raise _damaged(path, ValueError(f"{len(output_words)} output words for {model.config['output_vocab']} classes"))
-    for key in ("m", "v"):
-        if set(optimizer_state[key]) != set(params) or any(
-                optimizer_state[key][k].shape != params[k].shape for k in params):
-            raise _damaged(path, ValueError("optimizer state does not match the parameters"))
     if "epoch" not in order_state or "position" not in order_state:
         raise _damaged(path, KeyError("batch order state"))
     order_state = {"epoch": order_state["epoch"], "position": order_state["position"]}

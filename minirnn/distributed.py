@@ -272,6 +272,9 @@ class Single:
     def quiet(self, exc: BaseException) -> BaseException:
         return exc
 
+    def stop_signal(self, signum):
+        return (0, signum) if signum else None
+
 
 # ----------------------------------------------------------------------------- several processes
 
@@ -408,6 +411,12 @@ class MPIContext:
         """An error every rank meets together: rank 0 reports it, the others stop quietly."""
         self.phase = "idle"
         return MinirnnError(message) if self.is_root else RankStopped(message)
+
+    def stop_signal(self, signum):
+        """(rank, signal) of the first rank that received a stop signal, or None.  Every rank asks at the
+        same safe points of the loop, so a signal sent to any one rank stops all of them at the same step."""
+        got = self.comm.allgather(int(signum or 0))
+        return next(((rank, s) for rank, s in enumerate(got) if s), None)
 
     def agreed(self, exc: BaseException) -> BaseException:
         """``exc`` is raised on every rank at the same point (e.g. a divergence seen in the summed loss)."""

@@ -197,14 +197,15 @@ def evaluate_checkpoint(path, split: str = "test", device: str = "cpu", limit: i
 def dataset_of_checkpoint(ck, progress: bool = False, corpus=None):
     """The dataset a checkpoint (or an export) was trained on, from the cache when possible.
 
-    The text is ``corpus`` when given (it must be the very text of the run: its
-    checksum is compared), else the corpus the run names, else the absolute path
-    it recorded; when that file has moved, the dataset cached for its checksum
-    still serves.
+    The text is ``corpus`` when given, else the corpus the run names, else the
+    absolute path it recorded; each must be the very text of the run (its
+    checksum is compared before anything is built).  When that file has moved or
+    was rewritten, the dataset cached for the run's checksum still serves; else
+    the evaluation is refused (never computed on another text).
     """
     from pathlib import Path
 
-    from .data import cached_dataset, load_or_build_dataset
+    from .data import cached_dataset, load_corpus, load_or_build_dataset
     from .presets import DEFAULT_DATA_SEED
 
     cfg, extra = ck.config, ck.extra
@@ -213,24 +214,40 @@ def dataset_of_checkpoint(ck, progress: bool = False, corpus=None):
     except KeyError as exc:
         raise MinirnnError(f"checkpoint {ck.path} lacks the data setting {exc}; it was not written by 'minirnn train'") from None
     sha = extra.get("corpus_sha256")
+
+    def matching(spec):
+        """The dataset of ``spec`` when its text is the run's (same checksum), else None."""
+        text = load_corpus(str(spec), progress=progress)
+        if sha and text.sha256 != sha:
+            return None
+        return load_or_build_dataset(text, *sizes, progress=progress)
+
     if corpus is not None:
-        dataset = load_or_build_dataset(corpus, *sizes, progress=progress)
-        if sha and dataset.corpus_sha256 != sha:
+        dataset = matching(corpus)
+        if dataset is None:
             raise MinirnnError(f"corpus {corpus} is not the text checkpoint {ck.path} was trained on (its "
                                f"checksum differs); give the training corpus with --corpus")
         return dataset
     named = cfg.get("corpus", "builtin")
     if named in ("builtin", "text8"):
-        return load_or_build_dataset(named, *sizes, progress=progress)
-    paths = [Path(named).expanduser()] + ([Path(extra["corpus_path"])] if extra.get("corpus_path") else [])
-    for path in paths:
-        if path.exists():
-            return load_or_build_dataset(str(path), *sizes, progress=progress)
+        candidates = [named]
+    else:
+        paths = [Path(named).expanduser()] + ([Path(extra["corpus_path"])] if extra.get("corpus_path") else [])
+        candidates = [path for path in paths if path.exists()]
+    for spec in candidates:
+        dataset = matching(spec)
+        if dataset is not None:
+            return dataset
+    # the recorded text is gone or was rewritten: the dataset cached for its checksum still serves
     dataset = cached_dataset(sha, *sizes) if sha else None
-    if dataset is None:
-        raise MinirnnError(f"the corpus file {paths[-1]} that checkpoint {ck.path} was trained on no longer "
-                           "exists; give its new location with --corpus PATH")
-    return dataset
+    if dataset is not None:
+        return dataset
+    if candidates:
+        raise MinirnnError(f"the corpus {candidates[0]} has changed since checkpoint {ck.path} was trained on it "
+                           "(its checksum differs) and no dataset of the original text is cached; give the "
+                           "original text with --corpus PATH")
+    raise MinirnnError(f"the corpus file {paths[-1]} that checkpoint {ck.path} was trained on no longer "
+                       "exists; give its new location with --corpus PATH")
 
 
 def format_metrics(result: dict) -> str:

@@ -29,7 +29,9 @@ import numpy as np
 
 from .atomic import DIGEST_MAGIC, HDF5_SIGNATURE, USERBLOCK
 from .checkpoint import Checkpoint, _json_default
+from . import schema
 from .errors import MinirnnError
+from .memory import LIMITS
 
 FORMAT = "minirnn-export"
 FORMAT_VERSION = 1
@@ -43,8 +45,6 @@ TORCH_GATE_ORDER = "i,f,g,o"
 FORGET_BIAS = 1.0
 CONVENTION = {"minirnn": "row vectors: z = [x, h] W + b with W (inputs + hidden, gates x hidden)",
               "torch": "PyTorch: gates = x W_ih^T + b_ih + h W_hh^T + b_hh with W_ih (4H, inputs), W_hh (4H, H)"}
-_MODEL_KEYS = ("unit", "hidden", "layers", "depth", "input_vocab", "output_vocab", "embedding_size", "seed",
-               "outer_tanh")
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "LAYOUTS", "export_model", "export_file", "read_export",
            "load_model_file", "is_safetensors", "torch_state_dict", "from_torch_state_dict"]
@@ -139,7 +139,7 @@ def _metadata(model_config: dict, dtype: str, layout: str, output_words, config,
         "minirnn_version": __version__,
         "layout": layout,
         "unit": unit,
-        "model_config": json.dumps({k: model_config[k] for k in _MODEL_KEYS if k in model_config}, sort_keys=True),
+        "model_config": json.dumps({k: model_config[k] for k in schema.MODEL_FIELDS if k in model_config}, sort_keys=True),
         "dtype": dtype,
         "gate_order": TORCH_GATE_ORDER if torch else GATE_ORDER[unit],
         "forget_bias": "none" if unit == "gru" else repr(FORGET_BIAS),
@@ -151,6 +151,25 @@ def _metadata(model_config: dict, dtype: str, layout: str, output_words, config,
         "extra": json.dumps(dict(extra or {}), sort_keys=True, default=_json_default),
         "step": str(int(step)),
     }
+
+
+def _digest(meta: dict, tensors: dict) -> str:
+    """The SHA-256 of an export's content: every metadata entry but the digest, and every tensor's
+    name, dtype, shape and bytes (so a flipped bit anywhere is found before a value is used)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in sorted(k for k in meta if k != "sha256"):
+        h.update(json.dumps([key, meta[key]]).encode("utf-8"))
+    for name in sorted(tensors):
+        value = np.ascontiguousarray(tensors[name])
+        h.update(json.dumps([name, str(value.dtype), list(value.shape)]).encode("utf-8"))
+        h.update(value.reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+OLD_FILE_NOTE = ("{path} was written without a checksum (by an older minirnn), so damage to it cannot be "
+                 "detected; export it again to add one")
 
 
 def refuse_layout(unit: str, layout: str) -> None:
@@ -170,12 +189,14 @@ def refuse_layout(unit: str, layout: str) -> None:
 
 
 def export_model(path, model, output_words, *, layout: str = "minirnn", config: dict | None = None,
-                 extra: dict | None = None, step: int = 0) -> Path:
+                 extra: dict | None = None, step: int = 0, overwrite: bool = False, inputs=()) -> Path:
     """Write ``model`` to ``path`` as safetensors (atomically) and return the path.
 
     ``output_words`` is the output vocabulary (id order); ``config``, ``extra``
     and ``step`` are the run's settings as in a checkpoint (``minirnn evaluate``
     needs ``config``'s data settings: corpus, vocab_size, max_length, data_seed).
+    An existing file is replaced only with ``overwrite``, an HDF5 file and the
+    ``inputs`` (the file exported from) never (minirnn/atomic.py).
     """
     unit = model.config["unit"]
     refuse_layout(unit, layout)
@@ -189,8 +210,13 @@ def export_model(path, model, output_words, *, layout: str = "minirnn", config: 
     tensors = torch_state_dict(params, model.config) if layout == "torch" else params
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     meta = _metadata(model.config, dtype, layout, output_words, config, extra, step)
+    meta["sha256"] = _digest(meta, tensors)
     data = _safetensors().numpy.save(tensors, metadata=meta)
-    return _write_atomic(path, data)
+    from .atomic import write_file
+
+    if Path(path).expanduser().is_dir():
+        raise MinirnnError(f"export path {path} is a folder; give a file name such as {Path(path) / ('model' + SUFFIX)}")
+    return write_file(path, data, "export", overwrite=overwrite, inputs=inputs)
 
 
 def _refuse_hdf5(path: Path) -> None:
@@ -207,23 +233,15 @@ def _refuse_hdf5(path: Path) -> None:
                            f"export another name, such as {path.with_suffix(SUFFIX).name}")
 
 
-def _write_atomic(path, data: bytes) -> Path:
-    """Write bytes atomically (a temporary file in the folder, fsync, rename), as checkpoints are."""
-    from .atomic import atomic_file
+def export_file(source, out, layout: str = "minirnn", overwrite: bool = False) -> Path:
+    """Export the model of ``source`` (a checkpoint, or an export) to ``out`` (never over ``source``)."""
+    from .atomic import check_output
 
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise MinirnnError(f"export path {path} is a folder; give a file name such as {path / ('model' + SUFFIX)}")
-    with atomic_file(path, "export") as tmp:
-        tmp.write_bytes(data)
-    return path
-
-
-def export_file(source, out, layout: str = "minirnn") -> Path:
-    """Export the model of ``source`` (a checkpoint, or an export) to ``out``."""
+    _refuse_hdf5(Path(out).expanduser())
+    check_output(out, "export", overwrite=overwrite, inputs=(source,))   # before the model is loaded
     ck = load_model_file(source, device="cpu", impl="reference")
     return export_model(out, ck.model, ck.output_words, layout=layout, config=ck.config, extra=ck.extra,
-                        step=ck.step)
+                        step=ck.step, overwrite=overwrite, inputs=(source,))
 
 
 # ----------------------------------------------------------------------------- reading
@@ -285,38 +303,50 @@ def read_export(path, device: str = "cpu", impl: str = "fast") -> Checkpoint:
 
     path = Path(path).expanduser()
     meta, tensors = _read(path)
+    notes = []
+    if "sha256" not in meta:
+        notes.append(OLD_FILE_NOTE.format(path=path))
+    elif meta["sha256"] != _digest(meta, tensors):   # before a value of the file is used
+        raise MinirnnError(f"export {path} is damaged (its SHA-256 does not match its content: changed or "
+                           f"corrupted after it was written); {_fix(path)}")
     try:
         layout = meta["layout"]
         if layout not in LAYOUTS:
-            raise ValueError(f"unknown layout {layout!r}")
-        model_config = json.loads(meta["model_config"])
+            raise ValueError(f"unknown layout {layout!r:.40}")
+        model_config = schema.model_config(json.loads(meta["model_config"]))
         dtype = meta["dtype"]
-        output_words = json.loads(meta["output_words"])
-        config = json.loads(meta.get("config", "{}"))
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype {dtype!r:.40} is neither float32 nor float64")
+        output_words = schema.words(json.loads(meta["output_words"]), model_config["output_vocab"], "output_words")
+        config = schema.run_config(json.loads(meta.get("config", "{}")))
         extra = json.loads(meta.get("extra", "{}"))
+        if not isinstance(extra, dict):
+            raise ValueError("extra is not a JSON object")
         step = int(meta.get("step", 0))
+        if not 0 <= step <= LIMITS["steps"]:
+            raise ValueError(f"step {step} is not a step count")
         symbols = json.loads(meta["input_symbols"])
-        if layout == "torch" and model_config.get("unit") != "lstm":
-            raise ValueError(f"the torch layout holds an LSTM, not a {model_config.get('unit')}")
+        if layout == "torch" and model_config["unit"] != "lstm":
+            raise ValueError(f"the torch layout holds an LSTM, not a {model_config['unit']}")
         bad = sorted(k for k, v in tensors.items() if str(v.dtype) != dtype)
         if bad:
             raise ValueError(f"tensor {bad[0]} is {tensors[bad[0]].dtype}, the metadata says {dtype}")
         params = from_torch_state_dict(tensors, model_config) if layout == "torch" else tensors
-        model = Model(**{k: v for k, v in model_config.items() if k in _MODEL_KEYS}, device=device, dtype=dtype,
-                      impl=impl)
+        # before the model allocates anything: exactly the parameters its configuration implies, all finite
+        schema.check_shapes({k: v.shape for k, v in params.items()}, schema.parameter_shapes(model_config), "export")
+        schema.finite(params, "parameter ")
+        model = Model(**model_config, device=device, dtype=dtype, impl=impl)
         model.load_params(params)
     except MinirnnError:
         raise
-    except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:   # json.JSONDecodeError is a ValueError
         raise _damaged(path, exc) from None
-    if list(symbols) != list(INPUT_SYMBOLS):
-        raise MinirnnError(f"export {path} encodes its inputs with other symbols than this minirnn "
-                           f"({len(symbols)} symbols); use the minirnn version that wrote it")
-    if len(output_words) != model.config["output_vocab"]:
-        raise _damaged(path, ValueError(f"{len(output_words)} output words for {model.config['output_vocab']} "
-                                        "classes"))
+    if not isinstance(symbols, list) or list(symbols) != list(INPUT_SYMBOLS):
+        raise MinirnnError(f"export {path} encodes its inputs with other symbols than this minirnn; use the "
+                           "minirnn version that wrote it")
     return Checkpoint(model=model, optimizer_state={}, step=step, order_state={}, config=config,
-                      output_words=output_words, history={}, extra=extra, path=path, model_config=model_config)
+                      output_words=output_words, history={}, extra=extra, path=path, model_config=model_config,
+                      notes=notes)
 
 
 def load_model_file(path, device: str = "cpu", impl: str = "fast") -> Checkpoint:

@@ -1,7 +1,8 @@
 """Figures (matplotlib, an optional dependency: ``pip install 'minirnn[plot]'``).
 
 Every function writes one PNG (or any format matplotlib infers from the file
-name) and returns its path.  Matplotlib is imported only here, with the
+name) and returns its path; ``**output`` (``overwrite``, ``inputs``) goes to the
+one atomic writer, which refuses to replace an existing file without ``overwrite``.  Matplotlib is imported only here, with the
 non-interactive Agg backend, so the rest of minirnn never needs it.
 """
 from __future__ import annotations
@@ -44,20 +45,25 @@ def pyplot():
     return plt
 
 
-def _save(fig, out) -> Path:
+def _save(fig, out, overwrite: bool = False, inputs=()) -> Path:
+    """Render the figure in memory, then write it with the one atomic writer (minirnn/atomic.py)."""
+    import io
+
+    from .atomic import write_file
+
     plt = pyplot()
     out = Path(out).expanduser()
+    buffer = io.BytesIO()
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=110, bbox_inches="tight")
+        fig.savefig(buffer, format=out.suffix[1:].lower() or "png", dpi=110, bbox_inches="tight")
     except (OSError, ValueError) as exc:
         raise MinirnnError(f"cannot write figure {out} ({exc}); choose a writable path ending in .png") from None
     finally:
         plt.close(fig)
-    return out
+    return write_file(out, buffer.getvalue(), "figure", overwrite=overwrite, inputs=inputs)
 
 
-def plot_loss_curves(runs, out) -> Path:
+def plot_loss_curves(runs, out, **output) -> Path:
     """Training and validation loss against steps; ``runs`` = [(label, history dict)].
 
     The history holds ``train_step``/``train_loss`` and ``val_step``/``val_loss``
@@ -95,7 +101,7 @@ def plot_loss_curves(runs, out) -> Path:
     ax.set_title("Training and validation loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out)
+    return _save(fig, out, **output)
 
 
 def letters_curves(evaluation: dict) -> dict:
@@ -114,7 +120,8 @@ def letters_curves(evaluation: dict) -> dict:
     return curves
 
 
-def plot_accuracy_by_letters(results, out, published: bool = True, max_letters: int | None = None) -> Path:
+def plot_accuracy_by_letters(results, out, published: bool = True, max_letters: int | None = None,
+                             **output) -> Path:
     """Top-1/2/3 accuracy against letters seen, one panel per model, side by side.
 
     ``results`` = [(label, evaluation dict, unit or None)]; the dict is
@@ -148,11 +155,11 @@ def plot_accuracy_by_letters(results, out, published: bool = True, max_letters: 
     axes[0][0].set_ylabel("accuracy")
     axes[0][0].legend(fontsize=8, loc="lower right")
     fig.suptitle("Accuracy given the letters of the word seen")
-    return _save(fig, out)
+    return _save(fig, out, **output)
 
 
 def plot_connectivity(chars: str, values, at: int, out, title: str = "", scale: str = "linear",
-                      width: int = 60) -> Path:
+                      width: int = 60, **output) -> Path:
     """The connectivity heat map as an image: one cell per character, coloured like the terminal map."""
     from .heatmap import _lines, relative, rgb
 
@@ -177,4 +184,4 @@ def plot_connectivity(chars: str, values, at: int, out, title: str = "", scale: 
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=10)
-    return _save(fig, out)
+    return _save(fig, out, **output)

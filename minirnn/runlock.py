@@ -28,8 +28,19 @@ def lock_path(path) -> Path:
 
 
 def temp_prefix(path) -> str:
-    """The name prefix of the temporary files :func:`minirnn.atomic.atomic_hdf5` writes for ``path``."""
+    """The name prefix of the temporary files :func:`minirnn.atomic.atomic_file` writes for ``path``."""
     return Path(path).name + ".tmp-"
+
+
+# the longest name a writer adds beside a file: its temporary file (mkstemp adds 8 characters)
+_LONGEST_SIDECAR = len(".tmp-") + 8
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
 
 
 def check_writable_folder(path, what: str) -> Path:
@@ -50,6 +61,11 @@ def check_writable_folder(path, what: str) -> Path:
     except OSError as exc:
         raise MinirnnError(f"cannot create the folder {folder} for {what} {path} ({exc.strerror or exc}); "
                            "choose a writable path") from None
+    limit = _name_max(folder) - _LONGEST_SIDECAR
+    if len(os.fsencode(path.name)) > limit:  # found now, not at the first save after hours of steps
+        raise MinirnnError(f"{what} file name {path.name[:40]}... is {len(os.fsencode(path.name))} bytes long; "
+                           f"the temporary file written beside it needs a name of at most {limit} bytes: "
+                           "choose a shorter name")
     return path
 
 
@@ -58,7 +74,8 @@ class RunLock:
 
     def __init__(self, path, what: str = "checkpoint", wait: bool = False):
         self.path = Path(path).expanduser()
-        self.lock = lock_path(self.path)
+        # the file itself, not its name: a link or another spelling of the path finds the same lock
+        self.lock = lock_path(self.path.resolve())
         self.what = what
         self.wait = wait
         self._fd: int | None = None
@@ -125,7 +142,7 @@ def remove_stale_temps(path) -> tuple[int, int]:
     """
     if fcntl is None:  # without a real lock a temporary file may belong to a live writer
         return 0, 0
-    path = Path(path).expanduser()
+    path = Path(path).expanduser().resolve()   # the writer writes beside the resolved file
     prefix = temp_prefix(path)
     count = size = 0
     try:

@@ -34,7 +34,7 @@ from .errors import MinirnnError
 
 MAX_BODY = 64 * 1024
 DEFAULT_MAX_CHARS = 500
-MAX_CHARS_LIMIT = 5000
+MAX_CHARS_LIMIT = analysis.MAX_TEXT_CHARS
 #: Whole answers kept per endpoint, keyed by the request (an unchanged text is never recomputed).
 ANSWER_CACHE = 64
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -400,6 +400,10 @@ class Handler(BaseHTTPRequestHandler):
                 headers["Allow"] = "GET, POST"
             self._send_json_error(exc.status, exc.message, headers)
             return
+        except TimeoutError:                   # the client stopped sending: its fault (408), not ours (500)
+            self.close_connection = True
+            self._send_json_error(408, f"the request did not arrive within {self.timeout} s")
+            return
         except Exception as exc:  # noqa: BLE001 - a bug must not kill the server: one line, status 500
             msg = f"internal error: {type(exc).__name__}: {exc}".splitlines()[0][:300]
             sys.stderr.write(f"minirnn serve: {self.command} {self.path[:100]}: {msg}\n")
@@ -476,6 +480,7 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128   # connections waiting to be accepted (socketserver's 5 reset bursts of a busy page)
 
     def __init__(self, app: App, host: str = "127.0.0.1", port: int = 8000, verbose: bool = False):
         if ":" in host:

@@ -1,4 +1,4 @@
-"""Ctrl-C (SIGINT) and SIGTERM during training: never lost, never raised inside a save.
+"""Ctrl-C (SIGINT), SIGTERM and SIGHUP during training: never lost, never raised inside a save.
 
 Python runs a signal handler between two bytecodes of the main thread, wherever
 that happens to be -- also inside h5py or inside a finalizer, where an
@@ -24,11 +24,12 @@ from contextlib import contextmanager
 
 from .errors import MinirnnError
 
-HANDLED = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP: the terminal was closed -- a stop like SIGTERM, not a reason to lose the steps since the last save
+HANDLED = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
 
 class Interrupted(MinirnnError):
-    """A run stopped by SIGINT or SIGTERM; ``exit_code`` is 128 + the signal number (130, 143)."""
+    """A run stopped by SIGINT, SIGTERM or SIGHUP; ``exit_code`` is 128 + the signal number (130, 143, 129)."""
 
     def __init__(self, message: str, signum: int, raw: bool = False):
         super().__init__(message)
@@ -42,7 +43,7 @@ def signal_name(signum: int) -> str:
 
 
 class StopSignals:
-    """Install SIGINT/SIGTERM handlers for a ``with`` block; restore the previous ones after.
+    """Install SIGINT/SIGTERM/SIGHUP handlers for a ``with`` block; restore the previous ones after.
 
     Outside the main thread Python cannot install handlers; then nothing is
     installed and signals keep their usual effect.
@@ -55,9 +56,13 @@ class StopSignals:
 
     # ------------------------------------------------------------------ handlers
     def _handle(self, signum, frame):
+        from .atomic import writing
+
         if self.signum is None:
             self.signum = signum
-        if not self._deferring:
+        # inside a file write (e.g. the dataset cache) a raise could land in h5py or a finalizer ("Exception
+        # ignored"): the write completes (or is undone) first, and the caller's next check() stops the run
+        if not self._deferring and not writing():
             raise Interrupted(f"stopped by {signal_name(signum)}", signum, raw=True)
 
     def __enter__(self) -> "StopSignals":

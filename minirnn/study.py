@@ -113,9 +113,10 @@ def evaluation_for(checkpoint, ck=None, split: str = "test", device: str = "cpu"
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable), encoding="utf-8")
-    tmp.replace(path)
+    from .atomic import write_file
+
+    # the study's own files in its own folder: a rerun (a resume) replaces them
+    write_file(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable), "study file", overwrite=True)
 
 
 def _jsonable(v):
@@ -342,9 +343,9 @@ def write_report(folder, state: dict, units) -> Path:
             p = folder / f"{u}.h5"
             if p.exists():
                 runs.append((UNIT_LABELS[u], load_checkpoint(p, impl="reference").history))
-        plot_loss_curves(runs, folder / LOSS_FIGURE)
+        plot_loss_curves(runs, folder / LOSS_FIGURE, overwrite=True)
         plot_accuracy_by_letters([(UNIT_LABELS[u], evals[u], u) for u in units if u in evals],
-                                 folder / ACCURACY_FIGURE)
+                                 folder / ACCURACY_FIGURE, overwrite=True)
         lines += [f"![Training and validation loss]({LOSS_FIGURE})", "",
                   f"![Top-1/2/3 accuracy by letters seen]({ACCURACY_FIGURE})"]
     elif not evals:
@@ -376,5 +377,6 @@ def write_report(folder, state: dict, units) -> Path:
                          f"{e.get('eval_seconds', 0.0):.1f} |")
     lines += ["", f"Started {state.get('started', '–')}; report written {_now()}.", ""]
     path = folder / REPORT_FILE
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    from .atomic import write_file
+
+    return write_file(path, "\n".join(lines), "report", overwrite=True)

@@ -286,7 +286,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     checkpoints (minirnn/distributed.py, docs/distributed.md).
     """
     from .memory import human
-    from .runlock import RunLock, check_writable_folder, remove_stale_temps
+    from .atomic import check_output
+    from .runlock import RunLock, remove_stale_temps
     from .signals import Interrupted, StopSignals, signal_name
 
     config.validate()
@@ -295,7 +296,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
                   device=config.device, nccl=True)
     if not ctx.is_root:
         progress, echo = False, report.quiet
-    out = check_writable_folder(config.out, "checkpoint")
+    # never a device, never the corpus (also not with --overwrite); an existing file is judged below
+    out = check_output(config.out, "checkpoint", overwrite=True, inputs=(_corpus_path(config.corpus),))
     with StopSignals() as stops:
         try:
             # distributed: rank 0 alone writes the checkpoint, so it alone holds the lock
@@ -403,6 +405,9 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
             history.setdefault(key, [])
         loop = _Loop(config, out, model, optimizer, order, dataset, train_idx, step, history, device, echo,
                      save_checkpoint, LossWatch(), ctx)
+        if loop.total < step:   # a run cannot go back; saving would only rewrite the stored settings
+            raise MinirnnError(f"checkpoint {out} is at step {step}, past the {loop.total} steps asked for; give "
+                               f"--steps above {step} to continue it, or evaluate it with 'minirnn evaluate {out}'")
         reference = loop.probe(quick=True)
         loop.watch.judge(reference)   # the loss of the initial (or loaded) parameters is the first reference
         if resume:
@@ -500,12 +505,23 @@ class _Loop:
         self.saved = (self.step, _nan_if_none(loss))
         return True
 
-    def stopped(self, signum: int, order_state, can_save: bool):
+    def safe_point(self, stops) -> None:
+        """Stop here when a stop signal was received -- distributed: by any rank; the ranks agree at every
+        safe point, so all stop at the same step (a rank stopping alone took the job down with MPI_Abort)."""
+        from .signals import Interrupted
+
+        found = self.ctx.stop_signal(stops.signum)
+        if found:
+            self.stop_rank = found[0]
+            raise Interrupted("stopped", found[1], raw=True)
+
+    def stopped(self, signum: int, order_state, can_save: bool, agreed: bool):
+        """The Interrupted error of a stop at ``self.step``; ``agreed``: every rank stops here (a safe point)."""
         from .signals import Interrupted, signal_name
 
         on_disk = self.saved is not None and self.saved[0] == self.step
-        # distributed: no save (the ranks may be at different points, mid-collective); the job is aborted
-        can_save = can_save and self.ctx.size == 1
+        # distributed: only an agreed stop saves (otherwise the ranks may be mid-collective; the job is aborted)
+        can_save = can_save and (agreed or self.ctx.size == 1)
         if can_save and self.step > 0 and self.attempted != self.step and not on_disk:
             self.save(order_state, quick=True)
         if self.saved is None and self.step == 0:
@@ -516,8 +532,10 @@ class _Loop:
         else:
             where = (f"checkpoint at step {self.saved[0]} in {self.out}; continue with: "
                      f"{_resume_hint(self.config, self.out)}")
-        return self.ctx.quiet(Interrupted(f"interrupted by {signal_name(signum)} at step {self.step}; {where}",
-                                          signum))
+        rank = getattr(self, "stop_rank", 0)
+        sent = f" (sent to rank {rank})" if rank else ""
+        exc = Interrupted(f"interrupted by {signal_name(signum)}{sent} at step {self.step}; {where}", signum)
+        return self.ctx.agreed(exc) if agreed else self.ctx.quiet(exc)
 
     def run(self, stops, progress: bool) -> tuple[int, float]:
         """Run the steps; returns (characters read, seconds)."""
@@ -535,7 +553,7 @@ class _Loop:
         done_order = order.state()
         in_update = False
         try:
-            stops.check()
+            self.safe_point(stops)
             with report.progress(progress, max(total - self.step, 0), f"{config.unit}", steps=True) as bar:
                 while self.step < total:
                     epoch, _, idx = next(order)
@@ -566,17 +584,17 @@ class _Loop:
                                                                 self.saved))
                             history["val_step"].append(self.step)
                             history["val_loss"].append(v)
-                    stops.check()   # safe point: the step is complete
+                    self.safe_point(stops)   # the step is complete
                     if self.step == total or (config.checkpoint_every and self.step % config.checkpoint_every == 0):
                         self.save(done_order)
-                        stops.check()   # safe point: the save is complete
+                        self.safe_point(stops)   # the save is complete
                     elapsed = time.perf_counter() - started
                     val = f" val {history['val_loss'][-1]:.3f}" if history["val_loss"] else ""
                     bar.update(1, f"step {self.step} loss {loss:.3f}{val} {chars / max(elapsed, 1e-9):,.0f} chars/s")
         except Interrupted as exc:
-            raise self.stopped(exc.signum, done_order, can_save=True) from None
+            raise self.stopped(exc.signum, done_order, can_save=True, agreed=True) from None
         except KeyboardInterrupt:  # raised by code other than our handlers (none installed: not the main thread)
-            raise self.stopped(signal.SIGINT, done_order, can_save=not in_update) from None
+            raise self.stopped(signal.SIGINT, done_order, can_save=not in_update, agreed=False) from None
         if self.attempted != self.step:  # e.g. resuming a finished run, or total == 0
             self.save(order.state())
         if (self.saved is None or self.saved[0] != self.step) and self.step > start_step:

@@ -31,10 +31,12 @@ def main(argv=None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="minirnn-gpu-signals-"))
     corpus = write_tiny_corpus(folder / "tiny.txt", 1200, 7)
     out = folder / "gpu-run.h5"
-    cmd = [sys.executable, "-m", "minirnn", "train", "--unit", "lstm", "--device", device, "--corpus", str(corpus),
+    # tests/slow_saves.py holds every save open for 50 ms, so that the signal lands inside it
+    slow = str(Path(__file__).resolve().parents[1] / "tests" / "slow_saves.py")
+    cmd = [sys.executable, slow, "0.05", "train", "--unit", "lstm", "--device", device, "--corpus", str(corpus),
            "--out", str(out), "--hidden", "16", "--vocab-size", "12", "--max-length", "40", "--batch-size", "16",
            "--no-progress"]
-    env = {**os.environ, "MINIRNN_TEST_SAVE_PAUSE": "0.05", "MINIRNN_HOME": str(folder / "home")}
+    env = {**os.environ, "MINIRNN_HOME": str(folder / "home")}
     failures = 0
     for i, sig in enumerate([signal.SIGTERM, signal.SIGINT, signal.SIGTERM]):
         p = subprocess.Popen(cmd + ["--steps", "100000", "--checkpoint-every", "1"] + (["--resume"] if i else []),

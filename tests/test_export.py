@@ -325,7 +325,7 @@ def test_writing_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(MinirnnError, match="could not save export .*intact"):
-        export_model(out, perturbed("lstm", seed=5), NAMES)
+        export_model(out, perturbed("lstm", seed=5), NAMES, overwrite=True)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5", "m.safetensors"]   # no temporary file left
 

@@ -115,7 +115,49 @@ def _attr(group, key, value):
     return edit
 
 
+def _json_attr(key, change):
+    """Rewrite a JSON attribute (``change`` maps the decoded value to the new one)."""
+    import json
+
+    def edit(f):
+        f.attrs[key] = json.dumps(change(json.loads(f.attrs[key])))
+    return edit
+
+
+def _float_attr(group, key, value):
+    def edit(f):
+        f[group].attrs[key] = np.float64(value)
+    return edit
+
+
+def _replace(name, **dataset):
+    """Replace a dataset by another one (``dataset``: create_dataset's arguments)."""
+    def edit(f):
+        del f[name]
+        f.create_dataset(name, **dataset)
+    return edit
+
+
+def _without(key):
+    return lambda config: {k: v for k, v in config.items() if k != key}
+
+
 @pytest.mark.parametrize("edit, why", [
+    # crafted files with a valid digest (each gave a traceback, a huge allocation or a wrong run before)
+    (_json_attr("config", lambda c: [1, 2]), "config is a list, not a JSON object"),
+    (_json_attr("model_config", _without("hidden")), "model_config has no 'hidden'"),
+    (_json_attr("model_config", lambda c: {**c, "hidden": 10 ** 6}), "the model configuration says"),
+    (_json_attr("model_config", lambda c: {**c, "hidden": "6"}), "model_config field 'hidden' is '6', not a int"),
+    (_json_attr("config", lambda c: {**c, "vocab_size": 10 ** 30}), "config field 'vocab_size'"),
+    (_replace("params/dense.W", shape=(10 ** 7, 10 ** 7), dtype="f4", chunks=(64, 64), **CHECKED),
+     "declares (10000000, 10000000), more than the file holds"),
+    (_replace("history/train_loss", data=np.zeros((4, 2)), **CHECKED), "history/train_loss is not a 1-D array"),
+    (_replace("history/train_loss", data=np.array([b"a", b"b", b"c", b"d"]), **CHECKED),
+     "history/train_loss is not a 1-D array of numbers"),
+    (_float_attr("optimizer", "beta1", 1.0), "Adam's beta1 is 1.0, outside [0, 1)"),
+    (_float_attr("optimizer", "beta2", 2.5), "Adam's beta2 is 2.5, outside [0, 1)"),
+    (_float_attr("optimizer", "eps", 0.0), "Adam's eps is 0.0, not a positive finite number"),
+    (_attr("order", "epoch", 2 ** 62), "epoch 4611686018427387904 after only 4 steps"),
     (_set("params/dense.W", np.nan), "params/dense.W holds NaN or infinite"),
     (_set("optimizer/v/layer0.W_g", np.inf), "optimizer/v/layer0.W_g holds NaN or infinite"),
     (_retype, "params/embedding has dtype int32, expected float32"),
@@ -164,6 +206,32 @@ def test_an_old_checkpoint_without_checksums_loads_with_a_note_and_resuming_adds
     assert check_digest(old) == "ok" and load_checkpoint(old, impl="reference").notes == []
 
 
+def test_zeroing_the_digest_does_not_switch_the_checks_off(good, corpus, tmp_path):
+    """Zeroing the first 512 bytes once made a file an "older file": loaded with a note, trained and re-signed."""
+    path = tmp_path / "zeroed.h5"
+    data = bytearray(good.read_bytes())
+    data[:USERBLOCK] = bytes(USERBLOCK)
+    path.write_bytes(bytes(data))
+    assert check_digest(path) == "bad"
+    with pytest.raises(MinirnnError, match="is damaged .*SHA-256"):
+        load_checkpoint(path, impl="reference")
+    with pytest.raises(MinirnnError, match="is damaged"):
+        train(tiny(corpus, path, steps=6), resume=True, progress=False, echo=None)
+    assert path.read_bytes() == bytes(data)
+
+
+def test_an_old_checkpoint_is_still_checked_and_never_re_signed_unverified(good, corpus, tmp_path):
+    old = old_style_copy(good, tmp_path / "old.h5")
+    with h5py.File(old, "a") as f:
+        f["optimizer"].attrs["beta2"] = np.float64(1.5)   # no digest can find this: the range check does
+    before = old.read_bytes()
+    with pytest.raises(MinirnnError, match="Adam's beta2 is 1.5"):
+        load_checkpoint(old, impl="reference")
+    with pytest.raises(MinirnnError, match="Adam's beta2 is 1.5"):
+        train(tiny(corpus, old, steps=6), resume=True, progress=False, echo=None)
+    assert old.read_bytes() == before and check_digest(old) == "none"
+
+
 def test_a_damaged_dataset_cache_is_rebuilt(corpus, tmp_path, capsys, console):
     first = load_or_build_dataset(corpus, 12, 40, cache_dir=tmp_path)
     data = bytearray(first.path.read_bytes())
@@ -196,7 +264,9 @@ def test_a_bad_out_is_refused_before_the_first_step(corpus, tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     cases = {str(a_file / "sub" / "run.h5"): f"{a_file} is a file, not a folder",
-             "": "--out is empty"}
+             "": "--out is empty",
+             # fits 255 bytes, but its temporary name does not: once found only at the first save
+             str(tmp_path / ("r" * 245 + ".h5")): "choose a shorter name"}
     # a folder that cannot be written (the reason varies: permission denied, read-only file system)
     if os.geteuid() != 0:
         locked = tmp_path / "read-only"

@@ -277,7 +277,7 @@ class Dataset:
         from .. import __version__
 
         path = Path(path).expanduser()
-        with atomic_hdf5(path, "dataset file") as f:
+        with atomic_hdf5(path, "dataset file", overwrite=True) as f:   # a cache: rebuilt when it does not match
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["minirnn_version"] = __version__
@@ -326,13 +326,22 @@ class Dataset:
                 if version != FORMAT_VERSION:
                     raise MinirnnError(f"{path} has dataset format version {version}, this minirnn reads {FORMAT_VERSION}; {fix}")
                 a = f.attrs
+                size = path.stat().st_size
+
+                def ints(name):
+                    """A 1-D integer array, checked before it is read (a crafted shape is no allocation)."""
+                    d = f[name]
+                    if d.ndim != 1 or d.dtype.kind not in "iu" or d.size * d.dtype.itemsize > size:
+                        raise ValueError(f"{name} is not a 1-D array of integers the file can hold")
+                    return d[()]
+
                 ds = cls(
-                    chars=f["chars"][()],
-                    targets=f["targets"][()],
-                    offsets=f["offsets"][()].astype(np.int64),
+                    chars=ints("chars"),
+                    targets=ints("targets"),
+                    offsets=ints("offsets").astype(np.int64),
                     output_words=[w.decode("ascii") for w in f["output_words"][()]],
-                    output_counts=f["output_counts"][()].astype(np.int64),
-                    splits={name: f["split"][name][()].astype(np.int64) for name in SPLITS},
+                    output_counts=ints("output_counts").astype(np.int64),
+                    splits={name: ints(f"split/{name}").astype(np.int64) for name in SPLITS},
                     vocab_size=int(a["vocab_size"]),
                     max_length=int(a["max_length"]),
                     seed=int(a["seed"]),
@@ -344,31 +353,31 @@ class Dataset:
                 )
         except MinirnnError:
             raise
-        except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError, AttributeError, OverflowError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise MinirnnError(f"cannot read dataset file {path} ({reason}); {fix}") from None
         ds._validate(path, fix)
         return ds
 
     def _validate(self, path: Path, fix: str) -> None:
-        """Cheap consistency checks of a loaded file."""
-        n_chars = len(self.chars)
-        off = self.offsets
+        """Cheap consistency checks of a loaded file, in order (each relies on the ones before)."""
+        n_chars, off = len(self.chars), self.offsets
         lengths = np.diff(off)
-        problems = []
-        if off.ndim != 1 or len(off) < 1 or off[0] != 0 or off[-1] != n_chars:
-            problems.append("offsets do not cover the characters")
-        elif lengths.size and (lengths.min() < 1 or lengths.max() > self.max_length):
-            problems.append("an observation has a bad length")
-        if len(self.targets) != n_chars:
-            problems.append("chars and targets differ in length")
-        if n_chars and (int(self.chars.max()) >= len(INPUT_SYMBOLS) or int(self.targets.max()) >= len(self.output_words)):
-            problems.append("ids out of range")
-        n = self.num_observations
-        if sum(len(s) for s in self.splits.values()) != n:
-            problems.append("the splits do not partition the observations")
-        if problems:
-            raise MinirnnError(f"dataset file {path} is damaged ({problems[0]}); {fix}")
+        checks = (
+            ("offsets do not cover the characters", lambda: len(off) >= 1 and off[0] == 0 and off[-1] == n_chars),
+            ("an observation has a bad length",
+             lambda: not lengths.size or (lengths.min() >= 1 and lengths.max() <= self.max_length)),
+            ("chars and targets differ in length", lambda: len(self.targets) == n_chars),
+            ("a count per output word is missing", lambda: len(self.output_counts) == len(self.output_words)),
+            ("ids out of range", lambda: not n_chars or (
+                0 <= int(self.chars.min()) and int(self.chars.max()) < len(INPUT_SYMBOLS)
+                and 0 <= int(self.targets.min()) and int(self.targets.max()) < len(self.output_words))),
+            ("the splits do not partition the observations", lambda: np.array_equal(
+                np.sort(np.concatenate([self.splits[name] for name in SPLITS])), np.arange(self.num_observations))),
+        )
+        for problem, holds in checks:
+            if not holds():
+                raise MinirnnError(f"dataset file {path} is damaged ({problem}); {fix}")
 
 
 # ---------------------------------------------------------------------- building
