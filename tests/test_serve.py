@@ -358,8 +358,9 @@ def test_serve_cli_errors_are_one_line(tmp_path, served):
     assert r.exit_code != 0 and "cannot listen on 127.0.0.1" in r.output and "Traceback" not in r.output
 
 
-def test_serve_command_end_to_end(served):
-    """The real command in its own process: prints its address, answers, stops cleanly on Ctrl-C."""
+@pytest.mark.parametrize("signum, name", [(signal.SIGINT, "Ctrl-C (SIGINT)"), (signal.SIGTERM, "SIGTERM")])
+def test_serve_command_end_to_end(served, signum, name):
+    """The real command in its own process: prints its address, answers, stops at once on Ctrl-C or SIGTERM."""
     _, _, paths, _ = served
     proc = subprocess.Popen([sys.executable, "-m", "minirnn", "serve", paths[0], paths[2], "--port", "0"],
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -370,6 +371,6 @@ def test_serve_command_end_to_end(served):
         status, d = Client(int(m.group(1))).json("POST", "/api/complete", {"text": TEXT})
         assert status == 200 and len(d["models"]) == 2
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         rest = proc.communicate(timeout=30)[1]
-    assert proc.returncode == 0 and "stopped" in rest and "Traceback" not in rest
+    assert proc.returncode == 0 and rest.splitlines() == [f"stopped by {name}"], rest
