@@ -387,7 +387,10 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
             model = ck.model
             optimizer = Adam(model.params, lr=config.lr, fused=config.impl == "fast")
             optimizer.load_state_dict(ck.optimizer_state)
-            optimizer.lr = float(config.lr)  # a resumed run may lower the learning rate
+            if optimizer.lr != float(config.lr):   # a resumed run may lower the learning rate: say so
+                _say(echo, f"learning rate {config.lr:g} from step {ck.step + 1} on (until now {optimizer.lr:g})",
+                     err=True)
+            optimizer.lr = float(config.lr)
             order = BatchOrder.from_state(ck.order_state, len(train_idx), config.batch_size, config.seed)
             step = ck.step
             history = {k: list(v) for k, v in ck.history.items()}
@@ -403,6 +406,9 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
             history.setdefault(key, [])
         loop = _Loop(config, out, model, optimizer, order, dataset, train_idx, step, history, device, echo,
                      save_checkpoint, LossWatch(), ctx)
+        if resume and loop.total == step:
+            _say(echo, f"nothing to train: {out} has already done the run's {step:,} steps; to train it further, "
+                       f"resume with a larger --steps (e.g. --steps {2 * step}) or --epochs", err=True)
         reference = loop.probe(quick=True)
         loop.watch.judge(reference)   # the loss of the initial (or loaded) parameters is the first reference
         if resume:
@@ -615,8 +621,9 @@ def summary_lines(result: TrainResult) -> list[str]:
     if result.dataset is not None:
         per_epoch = -(-len(result.dataset.split("train")) // cfg.batch_size)
         epochs = f" ({result.step / per_epoch:.2f} epochs)"
-    lines = [f"{cfg.unit}: {result.step} steps{epochs}; this run: {result.seconds:.1f} s, "
-             f"{result.chars_per_second:,.0f} characters/s on {result.device}"]
+    this_run = (f"{result.seconds:.1f} s, {result.chars_per_second:,.0f} characters/s" if result.chars_per_second
+                else "no training steps")
+    lines = [f"{cfg.unit}: {result.step} steps{epochs}; this run: {this_run} on {result.device}"]
     losses = []
     if result.train_loss is not None and steps_run:
         losses.append(f"train loss {result.train_loss:.4f} (mean of the last {min(50, steps_run)} steps)")
