@@ -542,6 +542,7 @@ class _Loop:
         in_update = False
         try:
             stops.check()
+            speed = report.RecentRate(total)
             with report.progress(progress, max(total - self.step, 0), f"{config.unit}", steps=True) as bar:
                 while self.step < total:
                     epoch, _, idx = next(order)
@@ -576,9 +577,10 @@ class _Loop:
                     if self.step == total or (config.checkpoint_every and self.step % config.checkpoint_every == 0):
                         self.save(done_order)
                         stops.check()   # safe point: the save is complete
-                    elapsed = time.perf_counter() - started
-                    val = f" val {history['val_loss'][-1]:.3f}" if history["val_loss"] else ""
-                    bar.update(1, f"step {self.step} loss {loss:.3f}{val} {chars / max(elapsed, 1e-9):,.0f} chars/s")
+                    speed.update(self.step, chars)
+                    val = (f" val {history['val_loss'][-1]:.3f} (step {history['val_step'][-1]})"
+                           if history["val_loss"] else "")
+                    bar.update(1, f"step {self.step} loss {loss:.3f}{val} {speed.describe('chars/s')}")
         except Interrupted as exc:
             raise self.stopped(exc.signum, done_order, can_save=True) from None
         except KeyboardInterrupt:  # raised by code other than our handlers (none installed: not the main thread)
