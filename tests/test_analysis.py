@@ -35,6 +35,21 @@ def test_encode_text_is_the_models_input():
         A.encode_text("!!! ?")
 
 
+@pytest.mark.parametrize("text, chars, open_from", [
+    ("The cat sa", " the cat sa", 8),         # the last word is being typed
+    ("The cat sat ", " the cat sat ", 12),    # a trailing break is kept: the next word starts
+    ("The cat sat.", " the cat sat ", 12),    # punctuation is a break too
+    ("in 1984", " in one nine eight four ", 23),   # a digit is a whole word
+])
+def test_encode_text_while_typing(text, chars, open_from):
+    enc = A.encode_text(text, typing=True)
+    assert enc.chars == chars and enc.open_from == open_from
+    assert [enc.typing(t) for t in range(len(enc))] == [t >= open_from for t in range(len(chars))]
+    assert A.encode_text(text).chars == chars.rstrip() and not any(map(A.encode_text(text).typing, range(3)))
+    vocab = A.Vocabulary(NAMES)
+    assert [A.target_of(vocab, enc, t) for t in range(open_from, len(enc))] == [A.UNKNOWN] * (len(enc) - open_from)
+
+
 def test_vocabulary_with_or_without_specials():
     assert A.Vocabulary(NAMES).names == NAMES
     assert A.Vocabulary(WORDS, len(NAMES)).names == NAMES
