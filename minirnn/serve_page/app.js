@@ -121,7 +121,7 @@
           el('td', { text: String(r + 1) }), el('td', { cls: 'w', text: wp[0] + (ok ? ' \u2713' : '') }),
           el('td', {}, [bar]), el('td', { text: pct(wp[1]) })]));
       });
-      var note = typing ? (word ? 'typing \u201c' + word + '\u201d\u2026: the next words the model expects'
+      var note = typing ? (word ? 'typing \u201c' + word + '\u201d\u2026: what the model expects it to become'
                                 : 'after a space: the next word the model expects')
         : m.in_vocabulary[n] ? 'correct word: ' + word + ', ' + pct(m.target_probability[n])
         : word + ' is not in the vocabulary';
