@@ -39,8 +39,9 @@ from .options import apply_precision, depth_option, device_option, hidden_option
               help="Untimed seconds before each timed step, so BLAS threads of the previous one stop spinning.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--no-memory", is_flag=True, help="Skip the (untimed) peak-memory measurement.")
+@click.option("--verbose", is_flag=True, help="Also print each timed step's seconds (on stderr) before the table.")
 def bench(units, preset_name, hidden, layers, depth, vocab_size, batch_size, time_steps, impl, device, dtype,
-          precision, repeats, counted, pause, as_json, no_memory):
+          precision, repeats, counted, pause, as_json, no_memory, verbose):
     """Median seconds per training step (forward, backward, Adam), characters/s and peak memory.
 
     With --impl both, fast and reference steps alternate in one run and the
@@ -62,7 +63,7 @@ def bench(units, preset_name, hidden, layers, depth, vocab_size, batch_size, tim
         setup = StepSetup(unit=unit, hidden=cfg["hidden"], layers=cfg["layers"], depth=cfg["depth"],
                           classes=cfg["vocab_size"] + 2, batch=cfg["batch_size"],
                           time=time_steps or cfg["max_length"], dtype=dtype, device=device, counted_fraction=counted)
-        echo = None if as_json else (lambda m: click.echo(m, err=True))
+        echo = (lambda m: click.echo(m, err=True)) if verbose else None
         results.append(run_bench(setup, impls, repeats=repeats, memory=not no_memory, echo=echo, pause=pause))
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in results], indent=2))

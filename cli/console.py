@@ -10,7 +10,8 @@ class Console:
 
     def progress(self, length: int, label: str, steps: bool = False):
         stderr = click.get_text_stream("stderr")
-        if steps:   # training: "step k/n", the step's text beside the bar, no percentage
-            return click.progressbar(length=length, label=label, file=stderr, show_eta=True, show_percent=False,
+        if steps:   # training: "step k/n" and the step's text, which carries a recent rate and ETA (click's
+            # own ETA averages from the start, first steps' compilation included)
+            return click.progressbar(length=length, label=label, file=stderr, show_eta=False, show_percent=False,
                                      show_pos=True, item_show_func=lambda text: text or "")
         return click.progressbar(length=length, label=label, file=stderr, show_eta=True)

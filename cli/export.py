@@ -23,5 +23,9 @@ def export(checkpoint, out, layout, overwrite):
 
     path = export_file(checkpoint, out, layout=layout, overwrite=overwrite)
     ck = read_export(path, impl="reference")
-    count = sum(int(v.size) for v in ck.model.params.values())
-    click.echo(f"wrote {path}: {ck.model.config['unit']}, layout {layout}, {count:,} values in {ck.model.dtype}")
+    # counted as `train` and `info` count (trainable only), and the stored constants named
+    count = ck.model.parameter_counts()["total"]
+    constants = "the embedding's fixed zero padding row" + (
+        " and PyTorch's second bias, a constant" if layout == "torch" else "")
+    click.echo(f"wrote {path}: {ck.model.config['unit']}, layout {layout}, {count:,} parameters in {ck.model.dtype} "
+               f"(as 'minirnn train' counts them; the file also stores {constants})")

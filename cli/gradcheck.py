@@ -8,7 +8,7 @@ import click
 
 from minirnn.gradcheck import DEFAULT_TOLERANCE, check_model_config, format_report
 
-from .options import depth_option, device_option, impl_option, outer_tanh_option, unit_option
+from .options import depth_option, device_option, impl_option, outer_tanh_option, refuse_unused, unit_option
 
 # a gradient check is a float64 test on a small model: far larger sizes are typos (and would not fit in memory)
 MAX_SIZE = {"layers": 8, "depth": 8, "hidden": 256, "batch": 64, "time": 200, "vocab": 4096}
@@ -47,6 +47,7 @@ def gradcheck(unit, depth, layers, hidden, batch, time_steps, vocab, max_entries
     Prints the worst relative error per tensor and exits with status 1 when any
     exceeds the tolerance.
     """
+    refuse_unused(unit, depth=depth, outer_tanh=outer_tanh)
     if depth is not None and depth > MAX_SIZE["depth"]:
         raise click.BadParameter(f"{depth} is above {MAX_SIZE['depth']} (a gradient check needs a small model)",
                                  param_hint="'--depth'")

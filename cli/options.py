@@ -9,7 +9,7 @@ from minirnn.units import UNITS
 unit_option = click.option("--unit", type=click.Choice(sorted(UNITS)), required=True, help="Recurrent unit.")
 depth_option = click.option(
     "--depth", type=click.IntRange(min=1), default=None,
-    help=f"Nesting depth (used by: {', '.join(n for n, s in UNITS.items() if s.takes('depth'))}; ignored by the others).")
+    help=f"Nesting depth (only for: {', '.join(n for n, s in UNITS.items() if s.takes('depth'))}).")
 layers_option = click.option("--layers", type=click.IntRange(min=1), default=None, help="Number of stacked layers.")
 hidden_option = click.option("--hidden", type=click.IntRange(min=1), default=None, help="Units per layer.")
 device_option = click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True,
@@ -27,6 +27,15 @@ precision_option = click.option(
     "--precision", type=click.Choice(["fp32", "tf32"]), default="fp32", show_default=True,
     help="GPU float32 matrix products: fp32 (exact IEEE) or tf32 (tensor cores, inputs rounded to a "
          "10-bit mantissa; faster, loss differs by ~1e-3 relative, see docs/gpu.md).")
+
+
+def refuse_unused(unit: str, **given) -> None:
+    """An option the unit does not take (``--depth`` with the GRU) is refused, not silently ignored."""
+    for option, value in given.items():
+        if value not in (None, False) and not UNITS[unit].takes(option):
+            users = ", ".join(n for n, s in UNITS.items() if s.takes(option))
+            raise click.BadParameter(f"the {unit} unit has no such setting ({users} only); drop it",
+                                     param_hint=f"'--{option.replace('_', '-')}'")
 
 
 def apply_precision(precision: str, device: str) -> None:

@@ -39,6 +39,7 @@ def serve(checkpoints, port, host, max_chars, eval_limit, verbose, device):
     """
     from minirnn.backend import resolve_device
     from minirnn.serve import App, make_server, warm_up
+    from minirnn.signals import Interrupted, StopSignals, signal_name
 
     resolved, note = resolve_device(device)
     if note:
@@ -49,11 +50,12 @@ def serve(checkpoints, port, host, max_chars, eval_limit, verbose, device):
     names = ", ".join(m.label for m in app.models)
     if server.allowed_hosts is None:
         click.echo(f"warning: listening on {host}: anyone who can reach this machine can use the page", err=True)
-    click.echo(f"serving {names} at {server.url} (Ctrl-C to stop)", err=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        click.echo("stopped", err=True)
+        with StopSignals():   # SIGTERM (a service manager, kill) stops it at once, as Ctrl-C does
+            click.echo(f"serving {names} at {server.url} (Ctrl-C to stop)", err=True)
+            server.serve_forever()
+    except Interrupted as exc:
+        click.echo(f"stopped by {signal_name(exc.signum)}", err=True)
     finally:
         server.server_close()
         app.close()

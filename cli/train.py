@@ -6,7 +6,7 @@ import click
 from minirnn.presets import PRESETS
 
 from .options import (apply_precision, depth_option, device_option, hidden_option, impl_option, layers_option,
-                      outer_tanh_option, precision_option, unit_option)
+                      outer_tanh_option, precision_option, refuse_unused, unit_option)
 
 
 @click.command()
@@ -62,6 +62,7 @@ def train(unit, preset, hidden, layers, depth, vocab_size, max_length, batch_siz
 
     from minirnn.errors import MinirnnError
 
+    refuse_unused(unit, depth=depth, outer_tanh=outer_tanh)
     apply_precision(precision, device)
     if out is not None and not out.strip():  # "" must not silently become the default path
         raise MinirnnError("--out is empty; give a file name such as runs/my-run.h5, or leave --out out for "

@@ -40,13 +40,15 @@ class EncodedText:
     ``chars`` is the input string (a leading space, then the normalised text);
     ``ids`` (T,) the input ids (1 space, 2..27 a..z); ``words[t]`` the word that
     position ``t`` belongs to (a space belongs to the word that follows it);
-    ``word_starts[t]`` the position of that word's leading space.
+    ``word_starts[t]`` the position of that word's leading space.  ``open_from``: the
+    positions from there on belong to a word still being typed (see :func:`encode_text`).
     """
 
     chars: str
     ids: np.ndarray
     words: list
     word_starts: list
+    open_from: int | None = None
 
     def __len__(self) -> int:
         return len(self.chars)
@@ -54,6 +56,10 @@ class EncodedText:
     def letters_seen(self, t: int) -> int:
         """How many letters of its word position ``t`` has seen (0 = the leading space)."""
         return t - self.word_starts[t]
+
+    def typing(self, t: int) -> bool:
+        """Position ``t`` belongs to a word not finished yet: it has no correct word."""
+        return self.open_from is not None and t >= self.open_from
 
     def word_end(self, t: int) -> int:
         """Position of the last letter of the word that position ``t`` belongs to."""
@@ -65,8 +71,14 @@ class EncodedText:
 MAX_TEXT_CHARS = 5000
 
 
-def encode_text(text: str) -> EncodedText:
-    """Normalise ``text`` (text8 style) and encode it as the model's input (at most MAX_TEXT_CHARS)."""
+def encode_text(text: str, typing: bool = False) -> EncodedText:
+    """Normalise ``text`` (text8 style) and encode it as the model's input (at most MAX_TEXT_CHARS).
+
+    ``typing``: the text is being typed (the live page).  A word break at its end is
+    kept as a last space, the start of the next word (its predictions are the next
+    word's); and the last word -- the letters after the last space, or that space
+    alone -- is not finished, so it has no correct word yet (``typing(t)``).
+    """
     from .data.corpora import normalize_text
 
     if len(text) > MAX_TEXT_CHARS:    # before normalising it
@@ -79,6 +91,8 @@ def encode_text(text: str) -> EncodedText:
     if not norm:
         raise MinirnnError("the text has no letters a-z after normalisation; give some English words")
     chars = " " + norm
+    if typing and normalize_text(text + "a").endswith(" a"):   # the text ends with a word break
+        chars += " "
     ids = np.array([1 if c == " " else ord(c) - ord("a") + 2 for c in chars], dtype=np.int64)
     words, starts = [], []
     start = 0
@@ -90,7 +104,13 @@ def encode_text(text: str) -> EncodedText:
         s = starts[t]
         end = chars.find(" ", s + 1)
         words.append(chars[s + 1: end if end >= 0 else len(chars)])
-    return EncodedText(chars=chars, ids=ids, words=words, word_starts=starts)
+    return EncodedText(chars=chars, ids=ids, words=words, word_starts=starts,
+                       open_from=chars.rfind(" ") if typing else None)
+
+
+def target_of(vocab: "Vocabulary", enc: EncodedText, t: int) -> int:
+    """The correct class at position ``t``: its word's, ``<unknown>`` when out of vocabulary or still typed."""
+    return UNKNOWN if enc.typing(t) else vocab.class_of(enc.words[t])
 
 
 # --------------------------------------------------------------------- vocabulary
@@ -168,7 +188,7 @@ def complete(model, output_words, text: str, k: int = 3, probabilities: np.ndarr
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     out = []
     for t in range(len(enc)):
-        target = vocab.class_of(enc.words[t])
+        target = target_of(vocab, enc, t)
         out.append(Completion(
             index=t, char=enc.chars[t], word=enc.words[t], letters_seen=enc.letters_seen(t), target=target,
             predictions=[(vocab.names[c], float(probs[t, c])) for c in top[t]],
@@ -189,8 +209,9 @@ class ConnectivityResult:
     ``values[tau]`` is the connectivity of position ``tau`` (exactly 0 for
     ``tau > at``: the model is causal).  ``cls`` is the class whose logit was
     differentiated and ``cls_source`` says why it was chosen: ``"target"`` (the
-    word at ``at`` is in the vocabulary: its class) or ``"predicted"`` (it is not:
-    the model's most probable class at ``at``).
+    word at ``at`` is in the vocabulary: its class), ``"predicted"`` (it is not:
+    the model's most probable word at ``at``) or ``"typing"`` (the word is still
+    being typed: also the most probable word).
     """
 
     text: EncodedText
@@ -203,13 +224,14 @@ class ConnectivityResult:
 
 
 def target_class(vocab: Vocabulary, enc: EncodedText, logits_row: np.ndarray, at: int) -> tuple[int, str]:
-    """The class to differentiate at position ``at``: the correct word, or the prediction when out of vocabulary."""
-    cls = vocab.class_of(enc.words[at])
+    """The class to differentiate at position ``at``: the correct word, or the prediction when it is out of
+    vocabulary (source ``"predicted"``) or not typed to its end yet (``"typing"``)."""
+    cls = target_of(vocab, enc, at)
     if cls >= FIRST_WORD:
         return cls, "target"
     # <eos> and <unknown> are never targets of the loss, so their logits are not
     # predictions of anything: the predicted class is the most probable *word*.
-    return FIRST_WORD + int(np.argmax(logits_row[FIRST_WORD:])), "predicted"
+    return FIRST_WORD + int(np.argmax(logits_row[FIRST_WORD:])), "typing" if enc.typing(at) else "predicted"
 
 
 def _connectivity_rows(model, ids: np.ndarray, requests) -> np.ndarray:
@@ -432,7 +454,7 @@ class LiveModel:
             raise MinirnnError(f"k must be between 1 and {LIVE_TOP}")
         enc = encode_text(text) if isinstance(text, str) else text
         steps = self._steps(enc)
-        targets = [self.vocab.class_of(enc.words[t]) for t in range(len(enc))]
+        targets = [target_of(self.vocab, enc, t) for t in range(len(enc))]
         H = np.stack([s.h for s in steps])
         Wc = self.W[:, targets].astype(np.float64)
         z_target = np.einsum("th,ht->t", H, Wc) + self.b[targets]

@@ -269,12 +269,12 @@ def format_metrics(result: dict) -> str:
     ks = [key for key in table if key.startswith("top")]
     last = table["letters"][-1]
     lines.append("")
-    lines.append("accuracy by letters seen (0 = the leading space)")
+    lines.append("accuracy by letters seen (0 = the leading space), in percent as above")
     lines.append("letters " + " ".join([f"{'positions':>9}"] + [f"{k:>6}" for k in ks]))
     for i, letters in enumerate(table["letters"]):
         if table["positions"][i] == 0:
             continue
         label = f"{letters}+" if letters == last and table.get("last_is_at_least") else str(letters)
-        cells = [f"{table['positions'][i]:>9,}"] + [f"{table[k][i]:>6.3f}" for k in ks]
+        cells = [f"{table['positions'][i]:>9,}"] + [f"{100 * table[k][i]:>6.2f}" for k in ks]
         lines.append(f"{label:>7} " + " ".join(cells))
     return "\n".join(lines)

@@ -104,8 +104,15 @@ def plot_loss_curves(runs, out, **output) -> Path:
     return _save(fig, out, **output)
 
 
-def letters_curves(evaluation: dict) -> dict:
-    """{"top1": array, ...} from an evaluation dict (``by_letters``), empty buckets dropped from the end."""
+#: A bucket of letters seen with fewer positions than this is not drawn: its accuracy could be off
+#: by up to 5 points (one standard error, sqrt(0.25 / 100)), and a tail of such points looks like a
+#: trend.  The plot says what it left out.
+MIN_POSITIONS = 100
+
+
+def letters_curves(evaluation: dict, min_positions: int = 1) -> dict:
+    """{"top1": array, ...} from an evaluation dict (``by_letters``); the buckets at the end with fewer
+    than ``min_positions`` positions (by default: the empty ones) are dropped."""
     by = evaluation.get("by_letters") or evaluation.get("accuracy_by_letters") or {}
     positions = np.asarray(by.get("positions", []), dtype=np.int64)
     curves = {}
@@ -114,10 +121,21 @@ def letters_curves(evaluation: dict) -> dict:
             continue
         ys = np.asarray([np.nan if v is None else v for v in by[key]], dtype=float)
         if positions.size == ys.size:
-            nz = np.nonzero(positions > 0)[0]
-            ys = ys[: nz[-1] + 1] if nz.size else ys[:0]
+            enough = np.nonzero(positions >= min_positions)[0]
+            ys = ys[: enough[-1] + 1] if enough.size else ys[:0]
         curves[key] = ys
     return curves
+
+
+def _left_out(evaluation: dict, drawn: int) -> str:
+    """What the plot of ``evaluation`` leaves out after its first ``drawn`` buckets, or ""."""
+    by = evaluation.get("by_letters") or evaluation.get("accuracy_by_letters") or {}
+    positions = np.asarray(by.get("positions", []), dtype=np.int64)
+    rest = int(positions[drawn:].sum())
+    if not rest:
+        return ""
+    return (f"not drawn: {drawn}+ letters seen, {rest:,} position{'s' * (rest != 1)} in all\n"
+            f"(fewer than {MIN_POSITIONS} per point)")
 
 
 def plot_accuracy_by_letters(results, out, published: bool = True, max_letters: int | None = None,
@@ -134,10 +152,13 @@ def plot_accuracy_by_letters(results, out, published: bool = True, max_letters: 
         raise MinirnnError("nothing to plot: give at least one checkpoint")
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4), sharey=True, squeeze=False)
     for ax, (label, ev, unit) in zip(axes[0], results):
-        curves = letters_curves(ev)
-        if not curves:
+        if not letters_curves(ev):
             plt.close(fig)
             raise MinirnnError(f"{label}: the evaluation holds no accuracy by letters seen; evaluate it again")
+        curves = letters_curves(ev, MIN_POSITIONS)
+        note = _left_out(ev, len(curves["top1"]) if "top1" in curves else 0)
+        if note:
+            ax.text(0.02, 0.98, note, transform=ax.transAxes, ha="left", va="top", fontsize=7, color="0.35")
         for i, key in enumerate(("top1", "top2", "top3")):
             ys = curves.get(key, np.zeros(0))
             if max_letters is not None:

@@ -179,14 +179,16 @@ class App:
                 "device": self.device, "models": [m.summary() for m in self.models]}
 
     def _text(self, req: dict) -> analysis.EncodedText:
-        text = req.get("text")
+        text, typing = req.get("text"), req.get("typing", False)
         if not isinstance(text, str):
             raise RequestError(400, "'text' must be a string")
+        if not isinstance(typing, bool):
+            raise RequestError(400, "'typing' must be true or false")
         if len(text) > self.max_chars:
             raise RequestError(400, f"the text has {len(text)} characters; the limit is {self.max_chars} "
                                     "(minirnn serve --max-chars)")
         try:
-            enc = analysis.encode_text(text)
+            enc = analysis.encode_text(text, typing=typing)
         except MinirnnError as exc:
             raise RequestError(400, str(exc)) from None
         if len(enc) - 1 > self.max_chars:
@@ -214,7 +216,7 @@ class App:
         self._pool.shutdown(wait=False)
 
     def api_complete(self, req: dict) -> bytes:
-        _only(req, ("text", "k"), "POST /api/complete")
+        _only(req, ("text", "k", "typing"), "POST /api/complete")
         k = _int(req.get("k", 3), "k", 1, analysis.LIVE_TOP)
         enc = self._text(req)
 
@@ -229,11 +231,12 @@ class App:
         def compute():
             per_model = self._each_model(one)
             return {"text": enc.chars, "k": k, "words": enc.words,
-                    "letters_seen": [enc.letters_seen(t) for t in range(len(enc))], "models": per_model}
-        return self._cached("complete", (enc.chars, k), compute)
+                    "letters_seen": [enc.letters_seen(t) for t in range(len(enc))],
+                    "typing": [enc.typing(t) for t in range(len(enc))], "models": per_model}
+        return self._cached("complete", (enc.chars, k, enc.open_from), compute)
 
     def api_connectivity(self, req: dict) -> bytes:
-        _only(req, ("text", "at"), "POST /api/connectivity")
+        _only(req, ("text", "at", "typing"), "POST /api/connectivity")
         if "at" not in req:
             raise RequestError(400, "'at' (the output position) is required")
         enc = self._text(req)
@@ -251,8 +254,8 @@ class App:
         def compute():
             per_model = self._each_model(one)
             return {"text": enc.chars, "at": at, "word": enc.words[at], "letters_seen": enc.letters_seen(at),
-                    "models": per_model}
-        return self._cached("connectivity", (enc.chars, at), compute)
+                    "typing": enc.typing(at), "models": per_model}
+        return self._cached("connectivity", (enc.chars, at, enc.typing(at)), compute)
 
     def api_accuracy(self, query: dict) -> dict:
         _only(query, ("model",), "GET /api/accuracy")

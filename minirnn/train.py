@@ -389,7 +389,10 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
             model = ck.model
             optimizer = Adam(model.params, lr=config.lr, fused=config.impl == "fast")
             optimizer.load_state_dict(ck.optimizer_state)
-            optimizer.lr = float(config.lr)  # a resumed run may lower the learning rate
+            if optimizer.lr != float(config.lr):   # a resumed run may lower the learning rate: say so
+                _say(echo, f"learning rate {config.lr:g} from step {ck.step + 1} on (until now {optimizer.lr:g})",
+                     err=True)
+            optimizer.lr = float(config.lr)
             order = BatchOrder.from_state(ck.order_state, len(train_idx), config.batch_size, config.seed)
             step = ck.step
             history = {k: list(v) for k, v in ck.history.items()}
@@ -408,6 +411,9 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
         if loop.total < step:   # a run cannot go back; saving would only rewrite the stored settings
             raise MinirnnError(f"checkpoint {out} is at step {step}, past the {loop.total} steps asked for; give "
                                f"--steps above {step} to continue it, or evaluate it with 'minirnn evaluate {out}'")
+        if resume and loop.total == step:
+            _say(echo, f"nothing to train: {out} has already done the run's {step:,} steps; to train it further, "
+                       f"resume with a larger --steps (e.g. --steps {2 * step}) or --epochs", err=True)
         reference = loop.probe(quick=True)
         loop.watch.judge(reference)   # the loss of the initial (or loaded) parameters is the first reference
         if resume:
@@ -554,6 +560,7 @@ class _Loop:
         in_update = False
         try:
             self.safe_point(stops)
+            speed = report.RecentRate(total)
             with report.progress(progress, max(total - self.step, 0), f"{config.unit}", steps=True) as bar:
                 while self.step < total:
                     epoch, _, idx = next(order)
@@ -588,9 +595,10 @@ class _Loop:
                     if self.step == total or (config.checkpoint_every and self.step % config.checkpoint_every == 0):
                         self.save(done_order)
                         self.safe_point(stops)   # the save is complete
-                    elapsed = time.perf_counter() - started
-                    val = f" val {history['val_loss'][-1]:.3f}" if history["val_loss"] else ""
-                    bar.update(1, f"step {self.step} loss {loss:.3f}{val} {chars / max(elapsed, 1e-9):,.0f} chars/s")
+                    speed.update(self.step, chars)
+                    val = (f" val {history['val_loss'][-1]:.3f} (step {history['val_step'][-1]})"
+                           if history["val_loss"] else "")
+                    bar.update(1, f"step {self.step} loss {loss:.3f}{val} {speed.describe('chars/s')}")
         except Interrupted as exc:
             raise self.stopped(exc.signum, done_order, can_save=True, agreed=True) from None
         except KeyboardInterrupt:  # raised by code other than our handlers (none installed: not the main thread)
@@ -633,8 +641,9 @@ def summary_lines(result: TrainResult) -> list[str]:
     if result.dataset is not None:
         per_epoch = -(-len(result.dataset.split("train")) // cfg.batch_size)
         epochs = f" ({result.step / per_epoch:.2f} epochs)"
-    lines = [f"{cfg.unit}: {result.step} steps{epochs}; this run: {result.seconds:.1f} s, "
-             f"{result.chars_per_second:,.0f} characters/s on {result.device}"]
+    this_run = (f"{result.seconds:.1f} s, {result.chars_per_second:,.0f} characters/s" if result.chars_per_second
+                else "no training steps")
+    lines = [f"{cfg.unit}: {result.step} steps{epochs}; this run: {this_run} on {result.device}"]
     losses = []
     if result.train_loss is not None and steps_run:
         losses.append(f"train loss {result.train_loss:.4f} (mean of the last {min(50, steps_run)} steps)")

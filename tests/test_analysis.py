@@ -35,6 +35,21 @@ def test_encode_text_is_the_models_input():
         A.encode_text("!!! ?")
 
 
+@pytest.mark.parametrize("text, chars, open_from", [
+    ("The cat sa", " the cat sa", 8),         # the last word is being typed
+    ("The cat sat ", " the cat sat ", 12),    # a trailing break is kept: the next word starts
+    ("The cat sat.", " the cat sat ", 12),    # punctuation is a break too
+    ("in 1984", " in one nine eight four ", 23),   # a digit is a whole word
+])
+def test_encode_text_while_typing(text, chars, open_from):
+    enc = A.encode_text(text, typing=True)
+    assert enc.chars == chars and enc.open_from == open_from
+    assert [enc.typing(t) for t in range(len(enc))] == [t >= open_from for t in range(len(chars))]
+    assert A.encode_text(text).chars == chars.rstrip() and not any(map(A.encode_text(text).typing, range(3)))
+    vocab = A.Vocabulary(NAMES)
+    assert [A.target_of(vocab, enc, t) for t in range(open_from, len(enc))] == [A.UNKNOWN] * (len(enc) - open_from)
+
+
 def test_vocabulary_with_or_without_specials():
     assert A.Vocabulary(NAMES).names == NAMES
     assert A.Vocabulary(WORDS, len(NAMES)).names == NAMES
@@ -223,6 +238,13 @@ def test_figures_are_written(tmp_path):
     ev = {"by_letters": {"letters": [0, 1, 2, 3], "positions": [10, 9, 5, 0],
                          "top1": [0.1, 0.3, 0.5, None], "top2": [0.2, 0.4, 0.6, None], "top3": [0.3, 0.5, 0.7, None]}}
     assert len(plotting.letters_curves(ev)["top1"]) == 3
+    # a tail resting on a handful of positions is not drawn, and the panel says so
+    n = plotting.MIN_POSITIONS
+    tail = {"by_letters": {"letters": [0, 1, 2, 3, 4], "positions": [3 * n, n, n - 1, 2, 0],
+                           "top1": [0.1, 0.3, 0.5, 1.0, None]}}
+    assert plotting.letters_curves(tail, n)["top1"].tolist() == [0.1, 0.3]
+    assert plotting._left_out(tail, 2).startswith(f"not drawn: 2+ letters seen, {n + 1:,} positions in all")
+    assert plotting._left_out(tail, 4) == ""
     p = plotting.plot_accuracy_by_letters([("GRU", ev, "gru"), ("x", ev, None)], tmp_path / "acc.png")
     assert p.stat().st_size > 1000
     p = plotting.plot_connectivity(" the cat", np.linspace(0, 1, 8), 7, tmp_path / "conn.png", title="t")

@@ -22,13 +22,19 @@ def test_bench_json_reports_both_paths_and_their_ratio():
         assert d["speedup_fast_over_reference"] > 0
 
 
-def test_bench_table_names_every_configuration():
-    result = CliRunner().invoke(cli, ["bench", "--unit", "gru", "--hidden", "8", "--vocab-size", "20",
-                                      "--batch-size", "2", "--time", "3", "--repeats", "1", "--no-memory"])
+def test_bench_table_names_every_configuration_and_steps_only_when_verbose():
+    args = ["bench", "--unit", "gru", "--hidden", "8", "--vocab-size", "20", "--batch-size", "2", "--time", "3",
+            "--repeats", "2", "--pause", "0", "--no-memory"]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "gru: 1x8, 22 classes, batch 2x3" in result.output
     assert "fast" in result.output and "reference" in result.output
     assert "BLAS: " in result.output and " threads (" in result.output   # what the CPU timings ran on
+    assert "gru fast step" not in result.output                     # the table alone
+    verbose = CliRunner().invoke(cli, [*args, "--verbose"])
+    assert verbose.exit_code == 0, verbose.output
+    steps = [line for line in verbose.output.splitlines() if line.startswith("  gru ") and " step " in line]
+    assert len(steps) == 2 * 2 and "gru fast step 2/2:" in verbose.output   # 2 repeats x (fast, reference)
 
 
 def test_benchmark_steps_really_train():

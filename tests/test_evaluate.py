@@ -135,3 +135,16 @@ def test_without_empty_observations_the_two_agree(tmp_path):
     assert got["observations_without_known_words"] == 0
     assert got["cross_entropy"] == got["cross_entropy_known_observations"]
     assert "count as 0" not in format_metrics(got)
+
+
+def test_the_report_gives_every_accuracy_in_percent(tmp_path):
+    path = write_tiny_corpus(tmp_path / "tiny.txt", words=600, seed=2)
+    ds = load_or_build_dataset(str(path), vocab_size=12, max_length=40)
+    model = Model("gru", hidden=4, layers=1, output_vocab=len(ds.output_words), seed=0, dtype="float64")
+    got = evaluate_model(model, ds, "train")
+    lines = format_metrics(got).splitlines()
+    assert any(line.startswith(f"accuracy       {100 * got['accuracy']:.2f}%") for line in lines)
+    by = got["by_letters"]
+    row = next(line for line in lines if line.startswith("      0 "))
+    assert row.split()[1:] == [f"{by['positions'][0]:,}"] + [f"{100 * by[k][0]:.2f}" for k in ("top1", "top2", "top3")]
+    assert "in percent" in format_metrics(got)

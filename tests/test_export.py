@@ -194,6 +194,10 @@ def _train_and_export(folder):
         r = CliRunner().invoke(cli, ["export", str(h5), str(paths[layout]), "--layout", layout])
         assert r.exit_code == 0, r.output
         assert f"layout {layout}" in r.output and "float64" in r.output
+        # the same count as training's, and the stored extras named (issue 19: 267,522 values vs 267,394)
+        trained = re.search(r"([\d,]+) parameters", result.output).group(1)
+        assert f"{trained} parameters in float64" in r.output and "padding row" in r.output, r.output
+        assert ("second bias" in r.output) == (layout == "torch")
     return paths
 
 

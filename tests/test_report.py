@@ -76,3 +76,44 @@ def test_terminal_colours_are_built_as_click_would():
     assert ansi("a", 5, fg_black=True, bold=False, underline=False) == \
         click.style("a", fg="black", bg=5, bold=False, underline=False)
     assert ansi(" ", (9, 8, 7)) == click.style(" ", bg=(9, 8, 7))
+
+
+def test_the_rate_and_eta_are_recent_not_averaged_from_the_start():
+    now = [0.0]
+    speed = report.RecentRate(total=100, window=5, clock=lambda: now[0])
+    assert speed.describe("chars/s") == "timing..."
+    now[0] = 120.0                                  # step 1 took 2 minutes (compiling the kernels)
+    speed.update(1, 1000)
+    assert speed.describe("chars/s") == "timing..."
+    for step in range(2, 11):                       # then 1 s and 1,000 characters per step
+        now[0] += 1.0
+        speed.update(step, 1000 * step)
+    assert speed.describe("chars/s") == "1,000 chars/s, ETA 1:30"   # 90 steps left at 1 s, the compile forgotten
+    now[0] += 4000.0                                # a step of 4,000 s weighs on the window only
+    speed.update(11, 11000)
+    # the window now holds steps 6..11: 5 steps in 4,004 s, 5,000 characters; 89 steps left
+    assert speed.describe("chars/s") == f"1 chars/s, ETA {report.clock_time(89 * 4004 / 5)}"
+    assert report.clock_time(71271.2) == "19:47:51" and report.clock_time(59.6) == "1:00"
+
+
+def test_the_training_bar_shows_a_recent_rate_and_the_step_of_its_validation(tmp_path):
+    texts = []
+
+    class Bar(report.NoBar):
+        def update(self, n, text=None):
+            texts.append(text)
+
+    class Collect(report.Silent):
+        def progress(self, length, label, steps=False):
+            return Bar()
+
+    config = _config(tmp_path)
+    config.eval_every, config.steps = 2, 3
+    previous = report.use(Collect())
+    try:
+        train(config)
+    finally:
+        report.use(previous)
+    assert len(texts) == 3 and texts[0].startswith("step 1 loss ") and texts[0].endswith(" timing...")
+    assert " val " not in texts[0] and "(step 2) " in texts[1] and "(step 3) " in texts[2]
+    assert all(" chars/s, ETA " in t for t in texts[1:]) and texts[2].endswith("ETA 0:00")

@@ -184,6 +184,28 @@ def test_complete_equals_the_library_for_every_model(served):
             assert m["in_vocabulary"][t] == (row.target >= 2)
 
 
+def test_while_typing_a_trailing_space_counts_and_the_last_word_has_no_correct_word(served):
+    app, client, paths, _ = served
+    for text, chars, open_from in (("the cat sa", " the cat sa", 8), ("the cat sat ", " the cat sat ", 12)):
+        status, d = client.json("POST", "/api/complete", {"text": text, "k": 3, "typing": True})
+        assert status == 200 and d["text"] == chars
+        assert d["typing"] == [t >= open_from for t in range(len(chars))]
+        enc = A.encode_text(text, typing=True)
+        for m, path in zip(d["models"], paths):
+            ck = load_checkpoint(path, impl="reference")
+            want = A.complete(ck.model, ck.output_words, enc, k=3)
+            assert [[w for w, _ in row] for row in m["predictions"]] == [[w for w, _ in r.predictions] for r in want]
+            assert m["in_vocabulary"][open_from:] == [False] * (len(chars) - open_from)
+        status, c = client.json("POST", "/api/connectivity", {"text": text, "at": len(chars) - 1, "typing": True})
+        assert status == 200 and c["typing"] and {m["class_source"] for m in c["models"]} == {"typing"}
+    # the same text, not typed: the last word is the correct word, and the cached answers do not mix
+    status, c = client.json("POST", "/api/connectivity", {"text": "the cat sa", "at": 10})
+    assert status == 200 and not c["typing"] and {m["class_source"] for m in c["models"]} == {"predicted"}
+    status, c = client.json("POST", "/api/connectivity", {"text": "the cat sat", "at": 10})
+    assert [m["class"] for m in c["models"]] == ["sat"] * 3 + [c["models"][3]["class"]]
+    assert {m["class_source"] for m in c["models"][:3]} == {"target"}
+
+
 def test_a_keystroke_costs_one_step_and_an_unchanged_text_nothing(served):
     app, client, _, _ = served
     live = app.models[0].live
@@ -244,6 +266,7 @@ BAD_JSON = [
     ("/api/connectivity", {"text": "the cat", "at": 1.5}, "'at' must be an integer"),
     ("/api/connectivity", {"text": "the cat", "at": None}, "'at' must be an integer"),
     ("/api/connectivity", {"text": "?", "at": 0}, "no letters"),
+    ("/api/complete", {"text": "the", "typing": "yes"}, "'typing' must be true or false"),
 ]
 
 
@@ -358,8 +381,9 @@ def test_serve_cli_errors_are_one_line(tmp_path, served):
     assert r.exit_code != 0 and "cannot listen on 127.0.0.1" in r.output and "Traceback" not in r.output
 
 
-def test_serve_command_end_to_end(served):
-    """The real command in its own process: prints its address, answers, stops cleanly on Ctrl-C."""
+@pytest.mark.parametrize("signum, name", [(signal.SIGINT, "Ctrl-C (SIGINT)"), (signal.SIGTERM, "SIGTERM")])
+def test_serve_command_end_to_end(served, signum, name):
+    """The real command in its own process: prints its address, answers, stops at once on Ctrl-C or SIGTERM."""
     _, _, paths, _ = served
     proc = subprocess.Popen([sys.executable, "-m", "minirnn", "serve", paths[0], paths[2], "--port", "0"],
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -370,6 +394,6 @@ def test_serve_command_end_to_end(served):
         status, d = Client(int(m.group(1))).json("POST", "/api/complete", {"text": TEXT})
         assert status == 200 and len(d["models"]) == 2
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         rest = proc.communicate(timeout=30)[1]
-    assert proc.returncode == 0 and "stopped" in rest and "Traceback" not in rest
+    assert proc.returncode == 0 and rest.splitlines() == [f"stopped by {name}"], rest

@@ -68,9 +68,39 @@ def test_resume_refuses_other_settings(corpus, tmp_path):
         train(tiny(corpus, out, steps=4), progress=False, echo=None)
     with pytest.raises(MinirnnError, match="no checkpoint"):
         train(tiny(corpus, tmp_path / "absent.h5", steps=4), resume=True, progress=False, echo=None)
-    # the learning rate may change on resume
-    train(tiny(corpus, out, steps=3, lr=1e-3), resume=True, progress=False, echo=None)
+    # the learning rate may change on resume, and the run says so
+    said = []
+    train(tiny(corpus, out, steps=3, lr=1e-3), resume=True, progress=False, echo=lambda m, err=False: said.append(m))
     assert load_checkpoint(out, impl="reference").optimizer_state["lr"] == 1e-3
+    assert "learning rate 0.001 from step 3 on (until now 0.01)" in said, said
+    said.clear()
+    train(tiny(corpus, out, steps=4, lr=1e-3), resume=True, progress=False, echo=lambda m, err=False: said.append(m))
+    assert not any("learning rate" in m for m in said), said            # unchanged: nothing to say
+
+
+def test_resuming_a_finished_run_says_how_to_train_further(corpus, tmp_path):
+    out = tmp_path / "run.h5"
+    train(tiny(corpus, out, steps=2), progress=False, echo=None)
+    said = []
+    result = train(tiny(corpus, out, steps=2), resume=True, progress=False,
+                   echo=lambda m, err=False: said.append(m))
+    assert result.step == 2
+    hint = [m for m in said if m.startswith("nothing to train")]
+    assert len(hint) == 1 and "already done the run's 2 steps" in hint[0] and "--steps 4" in hint[0], said
+    assert any("this run: no training steps" in m for m in said) and not any("characters/s" in m for m in said)
+
+
+@pytest.mark.parametrize("args, option", [
+    (["gradcheck", "--unit", "gru", "--depth", "3"], "'--depth'"),
+    (["info", "--unit", "lstm", "--depth", "2"], "'--depth'"),
+    (["train", "--unit", "gru", "--outer-tanh", "--steps", "1"], "'--outer-tanh'"),
+])
+def test_an_option_the_unit_does_not_take_is_refused_in_one_line(args, option, tmp_path):
+    result = CliRunner().invoke(cli, [*args] + (["--out", str(tmp_path / "r.h5")] if args[0] == "train" else []))
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert result.exit_code == 2 and len(errors) == 1 and option in errors[0] and "nlstm only" in errors[0], \
+        result.output
+    assert not (tmp_path / "r.h5").exists()
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch):

@@ -63,7 +63,8 @@
       return S.pending;
     }
     document.body.setAttribute('data-state', 'busy');
-    S.pending = api('POST', '/api/complete', { text: text, k: 3 }).then(function (d) {
+    // typing: a trailing space starts the next word, and the last word has no correct word until it ends
+    S.pending = api('POST', '/api/complete', { text: text, k: 3, typing: true }).then(function (d) {
       if (my !== S.seq) return;           // a later keystroke already answered
       hideError();
       S.data = d;
@@ -103,25 +104,29 @@
     var box = $('suggestions'), pos = $('position');
     clear(box); clear(pos);
     if (!S.data || S.sel === null) return;
-    var d = S.data, n = S.sel, word = d.words[n], seen = d.letters_seen[n];
+    var d = S.data, n = S.sel, word = d.words[n], seen = d.letters_seen[n], typing = d.typing[n];
     var ch = d.text[n] === ' ' ? 'a space' : "'" + d.text[n] + "'";
-    pos.appendChild(el('div', { id: 'selected-info', 'data-position': String(n) }, [
-      el('b', { text: 'position ' + n }), ' (' + ch + ', ' + seen + ' letter' + (seen === 1 ? '' : 's') + ' of ',
-      el('b', { text: word }), ' seen)']));
+    var of = !typing ? [el('b', { text: word })] : word ? ['the word being typed (', el('b', { text: word + '\u2026' }), ')']
+      : ['the next word, not typed yet'];
+    pos.appendChild(el('div', { id: 'selected-info', 'data-position': String(n), 'data-typing': String(typing) },
+      [el('b', { text: 'position ' + n }), ' (' + ch + ', ' + seen + ' letter' + (seen === 1 ? '' : 's') + ' of ']
+        .concat(of, [' seen)'])));
     d.models.forEach(function (m) {
       var table = el('table', { cls: 'sugg' });
       m.predictions[n].forEach(function (wp, r) {
-        var ok = wp[0] === word;
+        var ok = !typing && wp[0] === word;
         var bar = el('span', { cls: 'pbar' });
         bar.style.width = Math.max(1, Math.round(80 * wp[1])) + 'px';
         table.appendChild(el('tr', { cls: ok ? 'correct' : '', 'data-word': wp[0], 'data-probability': String(wp[1]) }, [
           el('td', { text: String(r + 1) }), el('td', { cls: 'w', text: wp[0] + (ok ? ' \u2713' : '') }),
           el('td', {}, [bar]), el('td', { text: pct(wp[1]) })]));
       });
-      var note = m.in_vocabulary[n] ? 'correct word: ' + word + ', ' + pct(m.target_probability[n])
+      var note = typing ? (word ? 'typing \u201c' + word + '\u201d\u2026: what the model expects it to become'
+                                : 'after a space: the next word the model expects')
+        : m.in_vocabulary[n] ? 'correct word: ' + word + ', ' + pct(m.target_probability[n])
         : word + ' is not in the vocabulary';
       box.appendChild(el('div', { cls: 'card suggestion', 'data-model': String(m.id) }, [
-        el('h3', {}, [swatch(m.id), label(m.id)]), table, el('div', { cls: 'muted', text: note })]));
+        el('h3', {}, [swatch(m.id), label(m.id)]), table, el('div', { cls: 'muted note', text: note })]));
     });
   }
 
@@ -131,7 +136,7 @@
   // One connectivity request in flight at a time: while it runs, only the latest selection is remembered
   // and asked next, so fast typing never queues work on the server.
   function loadConnectivity(n) {
-    S.connWanted = { text: S.raw, at: n };
+    S.connWanted = { text: S.raw, at: n, typing: true };
     document.body.setAttribute('data-state', 'busy');
     if (!S.connRun) S.connRun = runConnectivity().then(function () { S.connRun = null; });
     return S.connRun;
@@ -169,7 +174,9 @@
         if (t === c.at) s.className = 'at';
         map.appendChild(s);
       }
-      var why = m.class_source === 'target' ? 'the correct word' : 'the prediction; the correct word is not in the vocabulary';
+      var why = m.class_source === 'target' ? 'the correct word'
+        : m.class_source === 'typing' ? 'the top prediction while the word is being typed'
+        : 'the prediction; the correct word is not in the vocabulary';
       box.appendChild(el('div', { cls: 'card conn', 'data-model': String(m.id), 'data-class': m['class'] }, [
         el('h3', {}, [swatch(m.id), label(m.id) + ' ', el('span', { cls: 'muted', text: 'logit of \u201c' + m['class'] + '\u201d (' + why + '), max ' + m.max.toExponential(2) })]),
         map]));
