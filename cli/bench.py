@@ -7,7 +7,7 @@ import click
 
 from minirnn.backend import resolve_device
 from minirnn.blas import blas_info, describe
-from minirnn.bench import DEFAULT_PAUSE, StepSetup, format_results, run_bench
+from minirnn.bench import DEFAULT_PAUSE, StepSetup, check_bench, format_results, run_bench
 from minirnn.presets import PRESETS, preset
 from minirnn.kernels import IMPLS
 from minirnn.units import UNITS
@@ -51,10 +51,8 @@ def bench(units, preset_name, hidden, layers, depth, vocab_size, batch_size, tim
     if note:
         click.echo(note, err=True)
     apply_precision(precision, device)
-    if device == "cpu" and not as_json:   # the kernels and threads behind every CPU timing
-        click.echo(f"BLAS: {describe(blas_info())}", err=True)
     impls = ("fast", "reference") if impl == "both" else (impl,)
-    results = []
+    setups = []
     for unit in units or ("gru", "lstm", "nlstm"):
         cfg = preset(preset_name, unit)
         overrides = {"hidden": hidden, "layers": layers, "depth": depth, "vocab_size": vocab_size,
@@ -63,8 +61,13 @@ def bench(units, preset_name, hidden, layers, depth, vocab_size, batch_size, tim
         setup = StepSetup(unit=unit, hidden=cfg["hidden"], layers=cfg["layers"], depth=cfg["depth"],
                           classes=cfg["vocab_size"] + 2, batch=cfg["batch_size"],
                           time=time_steps or cfg["max_length"], dtype=dtype, device=device, counted_fraction=counted)
-        echo = (lambda m: click.echo(m, err=True)) if verbose else None
-        results.append(run_bench(setup, impls, repeats=repeats, memory=not no_memory, echo=echo, pause=pause))
+        check_bench(setup, pause)   # every setting refused before any output
+        setups.append(setup)
+    if device == "cpu" and not as_json:   # the kernels and threads behind every CPU timing
+        click.echo(f"BLAS: {describe(blas_info())}", err=True)
+    echo = (lambda m: click.echo(m, err=True)) if verbose else None
+    results = [run_bench(setup, impls, repeats=repeats, memory=not no_memory, echo=echo, pause=pause)
+               for setup in setups]
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in results], indent=2))
     else:

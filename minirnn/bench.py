@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import MinirnnError
 from .model import Model
 from .optim import Adam
 
@@ -36,7 +37,6 @@ class StepSetup:
     def check(self) -> None:
         """The size limits and the memory estimate of `minirnn train` (minirnn/memory.py): one line,
         before anything is allocated, instead of a traceback or a machine pushed into swap."""
-        from .errors import MinirnnError
         from .memory import check_limit, check_memory
 
         for name, value in (("hidden", self.hidden), ("layers", self.layers), ("depth", self.depth),
@@ -153,14 +153,17 @@ def time_alternating(steps: dict, repeats: int, warmup: int = 1, pause: float = 
     return times
 
 
-def run_bench(setup: StepSetup, impls=("fast", "reference"), repeats: int = 5, warmup: int = 1,
-              memory: bool = True, echo=None, pause: float = DEFAULT_PAUSE) -> BenchResult:
-    """Time ``repeats`` steps per implementation, alternating between them (``time_alternating``)."""
-    from .errors import MinirnnError
-
+def check_bench(setup: StepSetup, pause: float) -> None:
+    """Refuse, in one line, a setup or a pause that bench cannot run (train's limits and memory estimate)."""
     setup.check()
     if not 0 <= pause <= MAX_PAUSE:                  # also NaN and infinity
         raise MinirnnError(f"the pause must be between 0 and {MAX_PAUSE:g} seconds, got {pause}")
+
+
+def run_bench(setup: StepSetup, impls=("fast", "reference"), repeats: int = 5, warmup: int = 1,
+              memory: bool = True, echo=None, pause: float = DEFAULT_PAUSE) -> BenchResult:
+    """Time ``repeats`` steps per implementation, alternating between them (``time_alternating``)."""
+    check_bench(setup, pause)
     result = BenchResult(setup)
     steppers = {impl: Stepper(setup, impl) for impl in impls}
 
