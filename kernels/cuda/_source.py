@@ -11,7 +11,10 @@ the per-element work lives in ``gates.cuh``.  This module
   and convert arguments (``int`` -> int32, ``long long`` -> int64, ``T`` -> the
   dtype's scalar, pointers -> contiguous arrays of the right dtype) and the CPU
   tests can build a host harness with exactly the same signatures;
-* lists the template instantiations to compile (``name_expressions``).
+* lists the template instantiations to compile (``name_expressions``);
+* ``module(file)`` gives all NVRTC needs for one file: text, options, name
+  expressions (the runtime compiles exactly that, and so do the tests);
+* ``Kernel.convert`` checks and converts a launch's arguments.
 
 Every elementwise kernel has the canonical body
 ``MR_FOR_EACH(idx, n) <name>_elem<T>(idx, <every parameter after n, in order>);``
@@ -28,6 +31,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 CU_FILES = ("lstm.cu", "gru.cu", "nlstm.cu", "adam.cu", "xent.cu")
+NVRTC_OPTIONS = ("--std=c++17",)
 DTYPE_NAMES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 _INCLUDE_RE = re.compile(r'^\s*#include\s+"([^"]+)"\s*$', re.M)
@@ -63,6 +67,37 @@ class Kernel:
     file: str
     params: tuple[Param, ...]
     elementwise: bool   # canonical MR_FOR_EACH body calling <name>_elem
+
+    def convert(self, dtype, n: int, args, array_type) -> tuple:
+        """The launch arguments (n, *args) as the C signature wants them: int -> int32,
+        long long -> int64, T -> the dtype's scalar; arrays of ``array_type`` checked for
+        dtype and layout.  An array is C-contiguous, or a stack of C-contiguous blocks
+        (levels, rows, cols) whose distance travels as a separate ``long long`` argument."""
+        if len(args) + 1 != len(self.params):
+            raise TypeError(f"{self.name} takes {len(self.params) - 1} arguments after n, got {len(args)}")
+        out = [np.int32(_check_int32(n, self.name, "n"))]
+        for p, a in zip(self.params[1:], args):
+            want = p.numpy_dtype(dtype)
+            if p.kind == "scalar":
+                out.append(np.int32(_check_int32(a, self.name, p.name)) if want == np.int32 else want.type(a))
+                continue
+            if not isinstance(a, array_type):
+                raise TypeError(f"{self.name}: {p.name} must be a {array_type.__module__} array, "
+                                f"got {type(a).__name__}")
+            blocks = a.flags.c_contiguous or (a.ndim == 3 and a[0].flags.c_contiguous and a.shape[0] > 0
+                                              and a.strides[0] % a.itemsize == 0)
+            if a.dtype != want or not blocks:
+                raise TypeError(f"{self.name}: {p.name} must be a C-contiguous {want} array, got {a.dtype}"
+                                f"{'' if blocks else ' (not contiguous)'}")
+            out.append(a if a.flags.c_contiguous else a[0])
+        return tuple(out)
+
+
+def _check_int32(v, kernel: str, name: str) -> int:
+    v = int(v)
+    if not -2 ** 31 <= v < 2 ** 31:
+        raise ValueError(f"{kernel}: {name}={v} does not fit a 32-bit int")
+    return v
 
 
 def source_text(filename: str) -> str:
@@ -134,6 +169,11 @@ def kernels() -> dict[str, Kernel]:
 def name_expressions(filename: str) -> list[str]:
     """The instantiations NVRTC compiles for one file: every kernel, float and double."""
     return [f"{k.name}<{t}>" for k in kernels().values() if k.file == filename for t in ("float", "double")]
+
+
+def module(filename: str) -> tuple[str, tuple[str, ...], list[str]]:
+    """What NVRTC compiles for one .cu file: (source text, options, name expressions)."""
+    return source_text(filename), NVRTC_OPTIONS, name_expressions(filename)
 
 
 def define(filename: str, name: str) -> int:
