@@ -332,14 +332,16 @@ class FastGRU(FastUnit, GRU):
 
 # ============================================================================ Nested LSTM
 class FastNestedLSTM(FastUnit, NestedLSTM):
-    """Levels are stacked in the workspace: gates (D, cap, B, 4H), c (D, cap+1, B, H), ...;
-    kernels covering every level of step t get the (D, B, .) views ``a[:, t]`` and, for
-    the GPU, the distance between two levels in elements (``_lvl``)."""
+    """Kernels covering every level of one step get (D, B, .) blocks: gates, c and tc are
+    stored step-major (cap, D, B, .), so a step's levels are one contiguous block; dz is
+    stored level-major (D, cap, B, 4H), as the weight gradient of level k takes dz[k] over
+    all steps as one matrix, and passes dz[:, t].  The CUDA kernels reach level k through
+    the distance between two levels, in elements (``_lvl``)."""
 
     def _forward_shapes(self, B, cap):
         H, D = self.hidden_size, self.depth
-        return {"zx": (cap, B, 4 * H), "zh": (B, 4 * H), "gates": (D, cap, B, 4 * H),
-                "c": (D, cap + 1, B, H), "tc": (D, cap, B, H), "h": (cap + 1, B, H),
+        return {"zx": (cap, B, 4 * H), "zh": (B, 4 * H), "gates": (cap, D, B, 4 * H),
+                "c": (cap + 1, D, B, H), "tc": (cap, D, B, H), "h": (cap + 1, B, H),
                 "cat": (max(D - 1, 1), cap, B, 2 * H)}   # cat[k-1] = [a_k | b_k] for k >= 1
 
     def _backward_shapes(self, B, cap):
@@ -348,8 +350,8 @@ class FastNestedLSTM(FastUnit, NestedLSTM):
                 "dcat": (B, 2 * H)}
 
     @staticmethod
-    def _lvl(a) -> int:
-        return a.strides[0] // a.itemsize
+    def _lvl(block) -> int:
+        return block.strides[0] // block.itemsize
 
     def _cand_tanh(self, k: int) -> int:
         return int(self._candidate_has_tanh(k))                              # [NLSTM-F5]
@@ -370,9 +372,9 @@ class FastNestedLSTM(FastUnit, NestedLSTM):
         be.input_part(x, W[0][:I], bs[0], zx)                                # [NLSTM-F1], level 0 input part
         h[0] = state0[0]
         for k in range(D):
-            c[k, 0] = state0[1 + k]
+            c[0, k] = state0[1 + k]
         Ws = [W[0][I:]] + W[1:]
-        lg, ls, lt = self._lvl(gates), self._lvl(c), self._lvl(tc)
+        lg, ls, lt = self._lvl(gates[0]), self._lvl(c[0]), self._lvl(tc[0])
 
         def loop():
             for t in range(T):
@@ -382,12 +384,12 @@ class FastNestedLSTM(FastUnit, NestedLSTM):
                     has_next = int(k < D - 1)
                     nxt = cat[k, t] if has_next else cat[0, t]               # (unused by the innermost level)
                     be.launch("nlstm_fwd_gates", dt, n, H, self._cand_tanh(k), has_next, add, add_rows, zh,
-                              c[k, t], gates[k, t], nxt)
-                be.launch("nlstm_fwd_out", dt, n, H, D, lg, ls, lt, gates[:, t], c[:, t], c[:, t + 1], tc[:, t],
+                              c[t, k], gates[t, k], nxt)
+                be.launch("nlstm_fwd_out", dt, n, H, D, lg, ls, lt, gates[t], c[t], c[t + 1], tc[t],
                           h[t + 1])                                          # inside-out: memories, outputs
 
-        be.run_loop(ws, ("fwd", T), loop, lambda: (h[1:T + 1], c[:, 1:T + 1]), params=tuple(W) + tuple(bs[1:]))
-        state_T = (be.result(h[T]),) + tuple(be.result(c[k, T]) for k in range(D))
+        be.run_loop(ws, ("fwd", T), loop, lambda: (h[1:T + 1], c[1:T + 1]), params=tuple(W) + tuple(bs[1:]))
+        state_T = (be.result(h[T]),) + tuple(be.result(c[T, k]) for k in range(D))
         return be.result(h[1:T + 1]), state_T, self._finish(ws, T, x)
 
     def backward(self, params, cache, dhs, dstate_T=None):
@@ -409,16 +411,16 @@ class FastNestedLSTM(FastUnit, NestedLSTM):
                 self._set_carry(dc[k], dstate_T[1 + k])
 
         WsT = [W[0][I:].T] + [W[k].T for k in range(1, D)]
-        lg, ls, lt = self._lvl(gates), self._lvl(c), self._lvl(tc)
+        lg, ls, lt, lz = self._lvl(gates[0]), self._lvl(c[0]), self._lvl(tc[0]), self._lvl(dz)
 
         def loop():
             for t in range(T - 1, -1, -1):
-                be.launch("nlstm_bwd_out", dt, n, H, D, self._cand_tanh(D - 1), lg, ls, lt, n, dhs[t], dh, dc,
-                          gates[:, t], tc[:, t], c[:, t], dz[:, t])          # [NLSTM-B1]..[NLSTM-B11]
+                be.launch("nlstm_bwd_out", dt, n, H, D, self._cand_tanh(D - 1), lg, ls, lt, n, lz, dhs[t], dh,
+                          dc, gates[t], tc[t], c[t], dz[:, t])               # [NLSTM-B1]..[NLSTM-B11]
                 for k in range(D - 1, 0, -1):                                # inside-out through the gates
                     be.gemm(dz[k, t], WsT[k], dcat)                          # [NLSTM-B12], [NLSTM-B13]
-                    be.launch("nlstm_bwd_level", dt, n, H, self._cand_tanh(k - 1), dcat, gates[k - 1, t],
-                              c[k - 1, t], dz[k - 1, t], dc[k - 1])
+                    be.launch("nlstm_bwd_level", dt, n, H, self._cand_tanh(k - 1), dcat, gates[t, k - 1],
+                              c[t, k - 1], dz[k - 1, t], dc[k - 1])
                 be.gemm(dz[0, t], WsT[0], dh)                                # [NLSTM-B12], [NLSTM-B14]
 
         reset()

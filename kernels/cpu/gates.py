@@ -300,9 +300,9 @@ def lstm_bwd_step(H, dhs_t, dh_carry, dc_carry, gates_t, tc_t, c_prev, dz_t):
 # ==================================================================== Nested LSTM
 # Per level the gate block (B, 4H) holds [sig(i) | g | sig(f+1) | sig(o)], g = tanh(j)
 # or j (level 0 without outer_tanh).  The level input block cat (B, 2H) is [a | b].
-# Arguments covering every level of one step are (D, B, .) views of the (D, T, B, .)
-# buffers; the CUDA kernels reach level k through the level distances lvl_* (in
-# elements), which these kernels, indexing [k], do not need.
+# Arguments covering every level of one step are (D, B, .) blocks (kernels/units.py
+# FastNestedLSTM); the CUDA kernels reach level k through the level distances lvl_*
+# (in elements), which these kernels, indexing [k], do not need.
 
 
 @njit(**JIT)
@@ -368,9 +368,11 @@ def nlstm_fwd_out(H, depth, lvl_gates, lvl_state, lvl_tc, gates_t, c_old, c_new,
 
 
 @njit(inline="always")
-def _nlstm_level_backward(H, cand_tanh, da, db, gates, c_old, dz, dc_carry):
-    """Backward through one level's gates, given the gradients (da, db) of what it handed down
-    (B, H) each; writes its dz columns i, j, f and its carried memory gradient."""
+def _nlstm_level_backward(H, cand_tanh, dab, off, gates, c_old, dz, dc_carry):
+    """Backward through one level's gates, given the gradients of what it handed down,
+    da = dab[:, :H] and db = dab[:, off:off+H]; writes its dz columns i, j, f and its
+    carried memory gradient.  (Offsets, not column slices: a slice would be a strided
+    array, which LLVM does not vectorise.)"""
     B = c_old.shape[0]
     one = const_(c_old[0, 0], 1.0)
     for b in range(B):
@@ -378,15 +380,17 @@ def _nlstm_level_backward(H, cand_tanh, da, db, gates, c_old, dz, dc_carry):
             si = gates[b, j]
             g = gates[b, H + j]
             sf = gates[b, 2 * H + j]
-            dz[b, j] = da[b, j] * g * si * (one - si)                          # [NLSTM-B6], [NLSTM-B11]
-            dg = da[b, j] * si                                                 # [NLSTM-B7]
+            da = dab[b, j]
+            db = dab[b, off + j]
+            dz[b, j] = da * g * si * (one - si)                                # [NLSTM-B6], [NLSTM-B11]
+            dg = da * si                                                       # [NLSTM-B7]
             dz[b, H + j] = dg * (one - g * g) if cand_tanh else dg             # [NLSTM-B8], [NLSTM-B11]
-            dz[b, 2 * H + j] = db[b, j] * c_old[b, j] * sf * (one - sf)        # [NLSTM-B9], [NLSTM-B11]
-            dc_carry[b, j] = db[b, j] * sf                                     # [NLSTM-B10]
+            dz[b, 2 * H + j] = db * c_old[b, j] * sf * (one - sf)              # [NLSTM-B9], [NLSTM-B11]
+            dc_carry[b, j] = db * sf                                           # [NLSTM-B10]
 
 
 @njit(**JIT)
-def nlstm_bwd_out(H, depth, cand_tanh_inner, lvl_gates, lvl_state, lvl_tc, lvl_carry, dhs_t, dh_carry,
+def nlstm_bwd_out(H, depth, cand_tanh_inner, lvl_gates, lvl_state, lvl_tc, lvl_carry, lvl_dz, dhs_t, dh_carry,
                   dc_carry, gates_t, tc_t, c_old, dz_t):
     """Outside-in through every level's output, then the innermost level's gates.
 
@@ -408,14 +412,14 @@ def nlstm_bwd_out(H, depth, cand_tanh_inner, lvl_gates, lvl_state, lvl_tc, lvl_c
                 dz_t[k, b, 3 * H + j] = dh * tc * so * (one - so)              # [NLSTM-B2]
                 dinner[b, j] = dc_carry[k, b, j] + dh * so * (one - tc * tc)   # [NLSTM-B3], [NLSTM-B4]
     inner = depth - 1                                                          # da_D = db_D = dc_{D-1}'  [NLSTM-B5]
-    _nlstm_level_backward(H, cand_tanh_inner, dinner, dinner, gates_t[inner], c_old[inner], dz_t[inner],
+    _nlstm_level_backward(H, cand_tanh_inner, dinner, 0, gates_t[inner], c_old[inner], dz_t[inner],
                           dc_carry[inner])
 
 
 @njit(**JIT)
 def nlstm_bwd_level(H, cand_tanh, dcat, gates_t, c_old, dz_t, dc_carry_k):
     """Level k < D-1: dcat (B, 2H) = dz_{k+1} W_{k+1}^T = [da_{k+1} | db_{k+1}]  [NLSTM-B13]."""
-    _nlstm_level_backward(H, cand_tanh, dcat[:, :H], dcat[:, H:], gates_t, c_old, dz_t, dc_carry_k)
+    _nlstm_level_backward(H, cand_tanh, dcat, H, gates_t, c_old, dz_t, dc_carry_k)
 
 
 # ================================================= softmax cross-entropy (dense layer)

@@ -237,12 +237,13 @@ MR_HD void nlstm_level_backward(int r, int H, int cand_tanh, T da, T db, const T
 }
 
 // Outside-in through the outputs of every level, then the innermost level's
-// gates.  dc_carry holds one (B, H) block per level, lvl_carry apart.
+// gates.  dc_carry holds one (B, H) block per level, lvl_carry apart; dz_t one
+// (B, 4H) block per level, lvl_dz apart.
 template <typename T>
 MR_HD void nlstm_bwd_out_elem(int idx, int H, int depth, int cand_tanh_inner, long long lvl_gates,
-                              long long lvl_state, long long lvl_tc, long long lvl_carry, const T* dhs_t,
-                              const T* dh_carry, T* dc_carry, const T* gates_t, const T* tc_t, const T* c_old,
-                              T* dz_t)
+                              long long lvl_state, long long lvl_tc, long long lvl_carry, long long lvl_dz,
+                              const T* dhs_t, const T* dh_carry, T* dc_carry, const T* gates_t, const T* tc_t,
+                              const T* c_old, T* dz_t)
 {
     const int b = idx / H, j = idx % H;
     const int r = b * 4 * H + j;
@@ -251,14 +252,14 @@ MR_HD void nlstm_bwd_out_elem(int idx, int H, int depth, int cand_tanh_inner, lo
     for (int k = 0; k < depth; ++k) {
         const T o = gates_t[k * lvl_gates + r + 3 * H];
         const T tc = tc_t[k * lvl_tc + idx];
-        dz_t[k * lvl_gates + r + 3 * H] = dh * tc * o * (T(1) - o);   // [NLSTM-B2], block o of [NLSTM-B11]
+        dz_t[k * lvl_dz + r + 3 * H] = dh * tc * o * (T(1) - o);      // [NLSTM-B2], block o of [NLSTM-B11]
         dc = dc_carry[k * lvl_carry + idx] + dh * o * (T(1) - tc * tc);  // [NLSTM-B3]
         dh = dc;                                                  // dh'_{k+1} = dc'_k  [NLSTM-B4]
     }
     const int inner = depth - 1;
     // da_D = db_D = dc'_{D-1}                                       [NLSTM-B5]
     nlstm_level_backward(r, H, cand_tanh_inner, dc, dc, gates_t + inner * lvl_gates,
-                         c_old[inner * lvl_state + idx], dz_t + inner * lvl_gates,
+                         c_old[inner * lvl_state + idx], dz_t + inner * lvl_dz,
                          dc_carry + inner * lvl_carry + idx);
 }
 
