@@ -11,11 +11,11 @@ from minirnn.presets import PRESETS, preset
 from minirnn.kernels import IMPLS
 from minirnn.units import UNITS
 
-from .options import apply_precision, depth_option, device_option, hidden_option, layers_option, precision_option
+from .options import UnitChoice, apply_precision, depth_option, device_option, hidden_option, layers_option, precision_option
 
 
 @click.command()
-@click.option("--unit", "units", type=click.Choice(sorted(UNITS)), multiple=True,
+@click.option("--unit", "units", type=UnitChoice(), multiple=True,
               help="Unit(s) to time (repeatable; default all three).")
 @click.option("--preset", "preset_name", type=click.Choice(PRESETS), default="demo", show_default=True,
               help="Sizes to start from.")

@@ -23,3 +23,16 @@ def accelerate(unit, device: str, impl: str = "fast"):
     from .units import fast_unit
 
     return fast_unit(unit, device)
+
+
+def register_kernels(numba: dict, cuda=None) -> None:
+    """Add the kernels of a unit defined outside minirnn (docs/units.md): ``numba`` maps
+    kernel names to Numba functions (the CPU), ``cuda`` is the path of a .cu file with the
+    CUDA kernels of the same names and argument lists (the GPU; it may include "gates.cuh")."""
+    from .cpu import KERNELS
+
+    KERNELS.update(numba)
+    if cuda is not None:
+        from .cuda import _source
+
+        _source.add_file(cuda)

@@ -145,6 +145,11 @@ class FastUnit:
         xp = self.backend.xp
         return [xp.ascontiguousarray(params[k], dtype=dt) for k in names]
 
+    @staticmethod
+    def _ours(cache) -> bool:
+        """Whether ``cache`` came from a fast forward (else: the reference's)."""
+        return isinstance(cache, _Cache)
+
     def _owns(self, *arrays) -> bool:
         return all(isinstance(a, self.backend.xp.ndarray) for a in arrays if a is not None)
 
@@ -212,7 +217,7 @@ class FastLSTM(FastUnit, LSTM):
         return be.result(h[1:T + 1]), (be.result(h[T]), be.result(c[T])), self._finish(ws, T, x)
 
     def backward(self, params, cache, dhs, dstate_T=None):
-        if not isinstance(cache, _Cache):
+        if not self._ours(cache):
             return super().backward(params, cache, dhs, dstate_T)
         be = self.backend
         ws, T, x = cache.ws, cache.T, cache.x
@@ -287,7 +292,7 @@ class FastGRU(FastUnit, GRU):
         return be.result(h[1:T + 1]), (be.result(h[T]),), self._finish(ws, T, x)
 
     def backward(self, params, cache, dhs, dstate_T=None):
-        if not isinstance(cache, _Cache):
+        if not self._ours(cache):
             return super().backward(params, cache, dhs, dstate_T)
         be, xp = self.backend, self.backend.xp
         ws, T, x = cache.ws, cache.T, cache.x
@@ -393,7 +398,7 @@ class FastNestedLSTM(FastUnit, NestedLSTM):
         return be.result(h[1:T + 1]), state_T, self._finish(ws, T, x)
 
     def backward(self, params, cache, dhs, dstate_T=None):
-        if not isinstance(cache, _Cache):
+        if not self._ours(cache):
             return super().backward(params, cache, dhs, dstate_T)
         be = self.backend
         ws, T, x = cache.ws, cache.T, cache.x

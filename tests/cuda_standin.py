@@ -150,8 +150,11 @@ _FLUSH = ("#if defined(__SSE2__)\n#include <xmmintrin.h>\n#define MR_FLUSH_ON un
 
 
 def harness_source(flush: bool = False) -> str:
-    """C++ with one extern "C" loop per elementwise kernel and float type, calling gates.cuh."""
-    out = ['#include "gates.cuh"', _FLUSH if flush else "#define MR_FLUSH_ON\n#define MR_FLUSH_OFF", ""]
+    """C++ with one extern "C" loop per elementwise kernel and float type, calling gates.cuh
+    (and the per-element bodies of added .cu files, whose __global__ wrappers become host loops)."""
+    out = ["#define __global__", "#define MR_FOR_EACH(idx, n) for (int idx = 0; idx < (n); ++idx)",
+           '#include "gates.cuh"', *(f'#include "{f}"' for f in _source.EXTRA_FILES),
+           _FLUSH if flush else "#define MR_FLUSH_ON\n#define MR_FLUSH_OFF", ""]
     for k in _source.kernels().values():
         if not k.elementwise:
             continue

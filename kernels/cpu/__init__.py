@@ -15,6 +15,9 @@ from minirnn.workspace import WORKSPACE
 
 from . import gates
 
+#: Kernels of units outside minirnn, by name (``minirnn.kernels.register_kernels``).
+KERNELS: dict = {}
+
 
 def _takes_ids(x) -> bool:
     return x.ndim == 2 and x.dtype.kind in "iu"
@@ -31,7 +34,8 @@ class NumbaBackend:
 
     @staticmethod
     def launch(name, dtype, n, *args) -> None:
-        getattr(gates, name)(*args)
+        fn = KERNELS.get(name)
+        (getattr(gates, name) if fn is None else fn)(*args)
 
     @staticmethod
     def scratch(shape, dtype):

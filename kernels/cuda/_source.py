@@ -31,6 +31,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 CU_FILES = ("lstm.cu", "gru.cu", "nlstm.cu", "adam.cu", "xent.cu")
+EXTRA_FILES: list[str] = []   # absolute paths of .cu files of units outside minirnn (add_file)
 NVRTC_OPTIONS = ("--std=c++17",)
 DTYPE_NAMES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
@@ -101,11 +102,11 @@ def _check_int32(v, kernel: str, name: str) -> int:
 
 
 def source_text(filename: str) -> str:
-    """The .cu file with its local headers inlined (each header once)."""
+    """The .cu file (in this folder, or an absolute path) with this folder's headers inlined (each once)."""
     seen: set[str] = set()
 
     def expand(name: str) -> str:
-        text = (HERE / name).read_text()
+        text = (HERE / name).read_text()   # an absolute name replaces HERE
 
         def include(match: re.Match) -> str:
             header = match.group(1)
@@ -157,13 +158,22 @@ def kernels() -> dict[str, Kernel]:
     global _KERNELS
     if _KERNELS is None:
         found: dict[str, Kernel] = {}
-        for f in CU_FILES:
+        for f in CU_FILES + tuple(EXTRA_FILES):
             for name, k in parse_kernels(source_text(f), f).items():
                 if name in found:
                     raise ValueError(f"kernel {name} defined twice")
                 found[name] = k
         _KERNELS = found
     return _KERNELS
+
+
+def add_file(path) -> None:
+    """Compile and launch the kernels of the .cu file at ``path`` too (units outside minirnn)."""
+    global _KERNELS
+    path = str(Path(path).resolve())
+    if path not in EXTRA_FILES:
+        EXTRA_FILES.append(path)
+        _KERNELS = None
 
 
 def name_expressions(filename: str) -> list[str]:

@@ -27,8 +27,11 @@
 
 // One thread per element, grid-stride loop: every elementwise kernel is
 // `MR_FOR_EACH(idx, n) name_elem<T>(idx, <its other parameters>);`
+// (A host build defines it as a plain loop first.)
+#ifndef MR_FOR_EACH
 #define MR_FOR_EACH(idx, n) \
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < (n); idx += blockDim.x * gridDim.x)
+#endif
 
 // ---------------------------------------------------------------- scalar math
 MR_HD float mr_tanh(float x) { return tanhf(x); }

@@ -21,6 +21,9 @@ class GRU(Unit):
     name = "gru"
     input_kernels = ("W_g", "W_c")
     state_names = ("h",)
+    gate_order = "r,u"
+    torch_refusal = ("PyTorch's nn.GRU applies the reset gate after the recurrent product (r * (h W_hn + b_hn)), "
+                     "minirnn before it ([x, r * h] W_c), a different function")
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         I, H = self.input_size, self.hidden_size

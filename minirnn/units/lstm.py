@@ -24,6 +24,9 @@ class LSTM(Unit):
     name = "lstm"
     input_kernels = ("W",)
     state_names = ("h", "c")
+    gate_order = "i,j,f,o"
+    forget_bias = 1.0
+    torch_layout = True
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         I, H = self.input_size, self.hidden_size

@@ -22,6 +22,12 @@ class NestedLSTM(Unit):
 
     name = "nlstm"
     input_kernels = ("W0",)
+    gate_order = "i,j,f,o"
+    forget_bias = 1.0
+    torch_refusal = "PyTorch has no Nested LSTM module"
+
+    def activation_vectors(self) -> int:
+        return 6 * self.depth + 4
 
     def __init__(self, input_size: int, hidden_size: int, depth: int = 2, outer_tanh: bool = False):
         super().__init__(input_size, hidden_size)

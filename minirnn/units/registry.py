@@ -25,7 +25,7 @@ class UnitSpec:
     ``reference``: the reference class, built as ``reference(input_size, hidden_size, **options)``.
     ``fast``: "module:Class" of the fast unit (built from the reference's ``config()``;
     one class serves the CPU and the GPU), imported on first use, so that Numba and
-    CuPy load only when needed.  None: no fast kernels.
+    CuPy load only when needed (or the class itself).  None: no fast kernels.
     ``options``: the constructor options the unit takes (a subset of ``OPTIONS``).
     ``paper`` / ``demo``: hidden, layers and depth of the study's and the demo's configuration.
     """
@@ -33,7 +33,7 @@ class UnitSpec:
     name: str
     label: str
     reference: type
-    fast: str | None = None
+    fast: str | type | None = None
     options: tuple[str, ...] = ()
     paper: dict = field(default_factory=lambda: {"hidden": 600, "layers": 1, "depth": 1})
     demo: dict = field(default_factory=lambda: {"hidden": 128, "layers": 1, "depth": 1})
@@ -68,6 +68,8 @@ class UnitSpec:
                 log.warning("minirnn: unit %s has no fast %s kernels; it runs on its reference code",
                             self.name, device.upper())
             return None
+        if not isinstance(path, str):
+            return path
         module, _, cls = path.partition(":")
         return getattr(importlib.import_module(module), cls)
 
@@ -88,8 +90,26 @@ def unregister(name: str) -> None:
 
 def unit_spec(name: str) -> UnitSpec:
     if name not in REGISTRY:
+        load_entry_points()
+    if name not in REGISTRY:
         raise ValueError(f"unknown unit {name!r}; choose one of {', '.join(REGISTRY)}")
     return REGISTRY[name]
+
+
+ENTRY_POINTS = "minirnn.units"
+_LOADED: list = []
+
+
+def load_entry_points() -> None:
+    """Register the units installed packages offer (once per process): each entry point of the
+    group ``minirnn.units`` names a function that registers its unit (e.g. ``register_elman``)."""
+    if _LOADED:
+        return
+    _LOADED.append(True)
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINTS):
+        ep.load()()
 
 
 def _builtin() -> None:
