@@ -1,8 +1,10 @@
 """Training-step time of two checkouts of minirnn, in alternating processes.
 
-    git archive <commit> | tar -x -C /tmp/before      # the checkout to compare against
-    python benchmarks/before_after.py --before /tmp/before --after . --config demo --rounds 7
-    python benchmarks/before_after.py --before /tmp/before --after . --config paper --rounds 3 --steps 2
+    mkdir -p build/before build/after                  # (untracked) checkouts to compare
+    git archive <commit before> | tar -x -C build/before
+    git archive HEAD | tar -x -C build/after
+    python benchmarks/before_after.py --before build/before --after build/after --config demo --rounds 5
+    python benchmarks/before_after.py --before build/before --after build/after --config paper --rounds 3 --steps 1
 
 Each round runs one process per checkout (in turn, the order swapped every
 round) for every unit; a process builds the preset's model (float32, CPU, fast

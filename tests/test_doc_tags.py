@@ -55,11 +55,17 @@ def _reading_map():
 RM = _reading_map()
 
 # Tags a path legitimately implements on no line of its own, as
-# {(unit, path): {tag: reason}}.  Empty today: every tag of every unit page has
-# an explicit citation on the reference, CPU and CUDA paths.  Add an entry only
-# with its reason (e.g. a path that folds an equation into another one's
-# product); an entry that is no longer needed fails the test below.
+# {(unit, path): {tag: reason}}, path "reference" or a device ("cpu", "cuda": the
+# loop of kernels/units.py or that device's kernels).  Empty today: every tag of
+# every unit page has an explicit citation on the reference and on each device.
+# Add an entry only with its reason; an entry that is no longer needed fails the
+# test below.
 EXCEPTIONS: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def _device_citations(unit, path):
+    cited = RM.citations(unit, path)
+    return cited if path == "reference" else {**RM.citations(unit, "loop"), **cited}
 
 
 def test_every_tag_of_a_unit_is_cited_on_every_path():
@@ -67,8 +73,8 @@ def test_every_tag_of_a_unit_is_cited_on_every_path():
     for unit in RM.UNITS:
         tags = RM.page_tags(unit)
         assert tags and any("-F" in t for t in tags) and any("-B" in t for t in tags), unit
-        for path in RM.PATHS:
-            cited = RM.citations(unit, path)
+        for path in ("reference",) + RM.DEVICES:
+            cited = _device_citations(unit, path)
             excused = EXCEPTIONS.get((unit, path), {})
             lacking = [t for t in tags if t not in cited and t not in excused]
             if lacking:
@@ -78,8 +84,8 @@ def test_every_tag_of_a_unit_is_cited_on_every_path():
 
 def test_every_exception_is_still_needed_and_explained():
     for (unit, path), tags in EXCEPTIONS.items():
-        assert unit in RM.UNITS and path in RM.PATHS
-        cited = RM.citations(unit, path)
+        assert unit in RM.UNITS and path in ("reference",) + RM.DEVICES
+        cited = _device_citations(unit, path)
         for tag, reason in tags.items():
             assert tag in RM.page_tags(unit), (unit, tag)
             assert tag not in cited, f"{unit}/{path}: {tag} is cited now; remove its exception"
