@@ -35,7 +35,6 @@ from minirnn.units.lstm import LSTM
 from minirnn.units.nlstm import NestedLSTM
 
 _SLACK = 16          # workspace capacity is rounded up to a multiple of this many steps
-MAX_LOOPS = 8        # recorded loops (and their CUDA graphs) kept per workspace, least recently used go
 
 
 class Workspace:
@@ -46,25 +45,12 @@ class Workspace:
         # By name: ``fwd`` (forward) and ``bwd`` (backward) -- not f/g, which are gate names.
         self.fwd = {k: be.scratch(s, dtype) for k, s in fwd_shapes.items()}
         self.bwd = None
-        self.loops: OrderedDict = OrderedDict()   # (direction, T) -> its recorded loop (GPU)
+        self.loops: OrderedDict = OrderedDict()   # (direction, T) -> its recorded loop (the GPU's run_loop)
 
     def backward_buffers(self, shapes: dict) -> dict:
         if self.bwd is None:
             self.bwd = {k: self.be.scratch(s, self.dtype) for k, s in shapes.items()}
         return self.bwd
-
-    def loop(self, key):
-        """The loop recorded under ``key`` (None if none), now the most recently used."""
-        entry = self.loops.get(key)
-        if entry is not None:
-            self.loops.move_to_end(key)
-        return entry
-
-    def keep_loop(self, key, entry) -> None:
-        self.loops[key] = entry
-        self.loops.move_to_end(key)
-        while len(self.loops) > MAX_LOOPS:
-            self.loops.popitem(last=False)
 
 
 class _Cache:
@@ -331,7 +317,7 @@ class FastGRU(FastUnit, GRU):
         dparams = {"W_g": dW_g, "b_g": db[:2 * H].copy(),                    # [GRU-B9]
                    "W_c": dW_c, "b_c": db[2 * H:].copy()}                    # [GRU-B5]
         W_x = xp.concatenate([W_g[:I], W_c[:I]], axis=1)
-        dx = be.input_grad(x, da2, W_x)                                      # [GRU-B6], [GRU-B10] (x columns), [GRU-B12]
+        dx = be.input_grad(x, da2, W_x)                      # [GRU-B6], [GRU-B10] (x columns), [GRU-B12]
         return dparams, dx, (part + mat,)                                    # [GRU-B11], [GRU-B13]
 
 

@@ -163,8 +163,8 @@ def harness_source(flush: bool = False) -> str:
                                for p in k.params)
             args = ", ".join(p.name for p in k.params[1:])
             out.append(f'extern "C" void {k.name}_{suffix}({params})\n'
-                       f"{{\n    MR_FLUSH_ON\n    for (int idx = 0; idx < n; ++idx) {k.name}_elem<{ctype_name}>(idx, {args});"
-                       f"\n    MR_FLUSH_OFF\n}}\n")
+                       f"{{\n    MR_FLUSH_ON\n    for (int idx = 0; idx < n; ++idx) "
+                       f"{k.name}_elem<{ctype_name}>(idx, {args});\n    MR_FLUSH_OFF\n}}\n")
     return "\n".join(out)
 
 

@@ -29,7 +29,8 @@ import cuda_standin
 from cuda_standin import HostBackend, fake_blas, host_ptr
 from minirnn.kernels.cuda import _source, cublas
 from minirnn.kernels.cuda.adam import adam_step
-from minirnn.kernels.units import MAX_LOOPS, fast_unit
+from minirnn.kernels.cuda._runtime import MAX_LOOPS
+from minirnn.kernels.units import fast_unit
 from minirnn.units import make_unit
 
 NVCC = shutil.which("nvcc")

@@ -127,7 +127,8 @@ def _elman_agrees(fast, ref, ids: bool):
     if ids:
         x = rng.integers(0, I, (T, B))
     onehot = (x[..., None] == np.arange(I)).astype(float) if ids else x
-    state0, dhs, dstate_T = (rng.standard_normal((B, H)),), rng.standard_normal((T, B, H)), (rng.standard_normal((B, H)),)
+    state0, dstate_T = (rng.standard_normal((B, H)),), (rng.standard_normal((B, H)),)
+    dhs = rng.standard_normal((T, B, H))
     hs_r, st_r, c_r = ref.forward(params, onehot, state0)
     dp_r, dx_r, ds_r = ref.backward(params, c_r, dhs, dstate_T)
     for _ in range(3):    # the GPU's recorded loops are captured and replayed from the second call on
@@ -182,7 +183,6 @@ def test_train_a_unit_registered_through_an_entry_point(tmp_path):
     command: a real `minirnn train --unit elman` process, with the example as that package."""
     import os
     import subprocess
-    import sys
 
     from tiny_corpus import tiny_train_command, write_tiny_corpus
 

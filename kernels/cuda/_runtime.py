@@ -17,11 +17,10 @@ Imported only when the GPU is used; ``import cupy`` happens in ``get_backend``.
   a loop that is to be captured: CuPy refuses every cuBLAS call while a stream
   captures.)
 * Time loops: ``run_loop`` *records* a unit's time loop once per (workspace,
-  direction, T, weight addresses, precision; a workspace keeps the 8 most
-  recently used): every launch is resolved and its
+  direction, T, weight addresses, precision): every launch is resolved and its
   arguments checked and converted, every GEMM planned, into a list of ready
-  operations.  The list is then run eagerly (first sighting), captured into a
-  CUDA graph (second sighting; the first replay is checked against the eager
+  operations (a workspace keeps the 8 most recently used loops).  The list is
+  then run eagerly (first sighting), captured into a CUDA graph (second sighting; the first replay is checked against the eager
   result, and capture is refused if anything tries to allocate memory
   meanwhile), and the graph replayed from then on.  So the Python cost of
   checking arguments is paid once, not per launch.  Any capture failure falls
@@ -41,6 +40,7 @@ from . import _source, cublas
 log = logging.getLogger("minirnn.cuda")
 
 THREADS = 256
+MAX_LOOPS = 8        # recorded loops (and their CUDA graphs) kept per workspace; the least recently used go
 
 _state = {
     "graphs": os.environ.get("MINIRNN_CUDA_GRAPHS", "1") not in ("0", "false", "no", "off"),
@@ -83,7 +83,7 @@ def _refuse_allocation(size):
 
 class _Loop:
     """A recorded time loop: its identity, its ready operations and, once captured, its graph.
-    A workspace keeps the few most recently used ones (kernels/units.py MAX_LOOPS)."""
+    A workspace keeps the MAX_LOOPS most recently used ones."""
 
     __slots__ = ("ident", "ops", "seen", "graph", "eager_only")
 
@@ -230,7 +230,8 @@ class CupyBackend:
     def run_loop(self, ws, key, loop, outputs, reset=None, params=()) -> None:
         """Run ``loop`` (a closure launching one direction's per-step work).
 
-        ``key`` names the loop within the workspace ``ws`` (e.g. ("fwd", T));
+        ``key`` names the loop within the workspace ``ws`` (e.g. ("fwd", T)), whose
+        ``loops`` (an OrderedDict) keeps the MAX_LOOPS most recently used recordings;
         ``params`` are the arrays the loop reads that do not belong to ``ws``
         (the recurrent weights): their addresses are part of a recording's and a
         graph's identity, as is the GEMM precision.  ``outputs()`` lists the
@@ -238,12 +239,15 @@ class CupyBackend:
         the loop's inputs that the loop itself overwrites.
         """
         ident = (tuple(self.ptr(p) for p in params), _state["precision"])
-        entry = ws.loop(key)
+        loops = ws.loops
+        entry = loops.get(key)
         if entry is None or entry.ident != ident:   # first sighting, or new weight arrays
-            entry = _Loop(ident, self.record(loop))
-            ws.keep_loop(key, entry)
+            entry = loops[key] = _Loop(ident, self.record(loop))
+            while len(loops) > MAX_LOOPS:
+                loops.popitem(last=False)
         else:
             entry.seen += 1
+        loops.move_to_end(key)
         if _state["graphs"] and entry.graph is not None:
             entry.graph.launch(self.cp.cuda.get_current_stream())
             _state["replayed"] += 1
