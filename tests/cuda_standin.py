@@ -26,6 +26,7 @@ import contextlib
 import ctypes
 import shutil
 import subprocess
+import threading
 import types
 from pathlib import Path
 
@@ -204,11 +205,11 @@ class FakeStream:
         self.cupy, self.ptr, self.capturing, self.fail = cupy, ptr, None, False
 
     def __enter__(self):
-        self.cupy.current.append(self)
+        self.cupy.stack().append(self)
         return self
 
     def __exit__(self, *exc):
-        self.cupy.current.pop()
+        self.cupy.stack().pop()
         return False
 
     def begin_capture(self):
@@ -222,17 +223,25 @@ class FakeStream:
 
 
 class FakeCupy:
-    """NumPy under CuPy's name, with the few ``cupy.cuda`` pieces the backend uses."""
+    """NumPy under CuPy's name, with the few ``cupy.cuda`` pieces the backend uses.
+    As in CuPy, the current stream is per thread."""
 
     def __init__(self, fail_capture=False):
         self.streams = {}
         self.fail_capture = fail_capture
-        self.current = [self._stream(0)]         # the null stream
+        self.null = self._stream(0)
+        self.local = threading.local()
         self.cuda = types.SimpleNamespace(
             Device=lambda i: types.SimpleNamespace(attributes={"MultiProcessorCount": 1}),
             Stream=lambda non_blocking=False: self._stream(1000 + len(self.streams)),
-            get_current_stream=lambda: self.current[-1],
+            get_current_stream=lambda: self.stack()[-1],
             using_allocator=lambda fn: contextlib.nullcontext())
+
+    def stack(self) -> list:
+        """This thread's streams entered with ``with``, the null stream first."""
+        if not hasattr(self.local, "stack"):
+            self.local.stack = [self.null]
+        return self.local.stack
 
     def _stream(self, ptr):
         s = self.streams[ptr] = FakeStream(self, ptr)
@@ -255,7 +264,7 @@ class _HostKernel:
                  np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double}[a.dtype](a)
                 for a in args]
         self.counter[0] += 1
-        stream = self.cupy.current[-1]
+        stream = self.cupy.stack()[-1]
         if stream.capturing is not None:
             stream.capturing.append(lambda: self.fn(*conv))
         else:
