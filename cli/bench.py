@@ -6,6 +6,7 @@ import json
 import click
 
 from minirnn.backend import resolve_device
+from minirnn.blas import blas_info, describe
 from minirnn.bench import DEFAULT_PAUSE, StepSetup, format_results, run_bench
 from minirnn.presets import PRESETS, preset
 from minirnn.kernels import IMPLS
@@ -50,6 +51,8 @@ def bench(units, preset_name, hidden, layers, depth, vocab_size, batch_size, tim
     if note:
         click.echo(note, err=True)
     apply_precision(precision, device)
+    if device == "cpu" and not as_json:   # the kernels and threads behind every CPU timing
+        click.echo(f"BLAS: {describe(blas_info())}", err=True)
     impls = ("fast", "reference") if impl == "both" else (impl,)
     results = []
     for unit in units or tuple(UNITS):

@@ -25,6 +25,8 @@ COMMANDS = {
     "study": ("study", "study", "Train and evaluate all three units and write a report."),
     "export": ("export", "export", "Write a checkpoint's model as safetensors (minirnn or PyTorch layout)."),
     "serve": ("serve", "serve", "Serve the live page: autocomplete and connectivity of several checkpoints."),
+    "doctor": ("doctor", "doctor", "Check this machine (CPU and GPU) and say what to install or change."),
+    "read": ("read", "read", "Read a unit's derivation beside the code that computes it, with live gradient checks."),
 }
 
 

@@ -31,6 +31,8 @@ class Elman(Unit):
     name = "elman"
     input_kernels = ("W",)      # W's first I rows multiply the input (the model folds the embedding there)
     state_names = ("h",)
+    # what `minirnn read` checks for a backward tag (docs/read.md): the returned gradients its line computes
+    tag_gradients = {"ELMAN-B2": ("W", "b"), "ELMAN-B3": ("x", "state0.h")}
 
     def param_shapes(self):
         I, H = self.input_size, self.hidden_size
@@ -48,7 +50,7 @@ class Elman(Unit):
         xh_all = xp.empty((T, x.shape[1], x.shape[2] + h.shape[1]), dtype=x.dtype)
         for t in range(T):
             xh_all[t] = xp.concatenate([x[t], h], axis=1)
-            h = xp.tanh(xh_all[t] @ W + b)
+            h = xp.tanh(xh_all[t] @ W + b)                       # [ELMAN-F1]
             hs[t] = h
         return hs, (h,), (xh_all, hs)
 
@@ -61,16 +63,18 @@ class Elman(Unit):
         dx = xp.empty((hs.shape[0], hs.shape[1], I), dtype=hs.dtype)
         dh = xp.zeros_like(hs[0]) if dstate_T is None else dstate_T[0]
         for t in range(hs.shape[0] - 1, -1, -1):
-            dz = (dhs[t] + dh) * (1.0 - hs[t] * hs[t])        # through tanh
-            dW += xh_all[t].T @ dz
-            db += dz.sum(axis=0)
-            dxh = dz @ W.T                                    # to [x_t, h_{t-1}]
+            dz = (dhs[t] + dh) * (1.0 - hs[t] * hs[t])        # through tanh [ELMAN-B1]
+            dW += xh_all[t].T @ dz                            # [ELMAN-B2]
+            db += dz.sum(axis=0)                              # [ELMAN-B2]
+            dxh = dz @ W.T                                    # to [x_t, h_{t-1}] [ELMAN-B3]
             dx[t], dh = dxh[:, :I], dxh[:, I:]
         return {"W": dW, "b": db}, dx, (dh,)
 
 
 # --- fast kernels: the Numba ones; elman.cu holds the CUDA ones, same names and arguments
-@njit(cache=True, nogil=True)
+# (cache=False: Numba's disk cache keys on the module's import name, which a file loaded
+# by path does not have; these two compile in a moment.)
+@njit(nogil=True)
 def elman_fwd_step(H, zx_t, zr, h_next):
     """h_t = tanh(x_t W[:I] + b + h_{t-1} W[I:]): the two parts of the pre-activation, (B, H) each."""
     for b in range(h_next.shape[0]):
@@ -78,7 +82,7 @@ def elman_fwd_step(H, zx_t, zr, h_next):
             h_next[b, j] = tanh_(zx_t[b, j] + zr[b, j])
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def elman_bwd_step(H, dhs_t, dh_carry, h_t, dz_t):
     """dz_t = (dL/dh_t) (1 - h_t^2), dL/dh_t = dhs_t + dh_carry (the carry: dz_{t+1} W[I:]^T)."""
     one = h_t.dtype.type(1.0)

@@ -529,8 +529,10 @@ def _gpu_facts(size: int, nccl: bool) -> dict:
             if not getattr(nccl, "available", True):
                 raise ImportError("libnccl not found")
         except Exception as exc:
+            from minirnn.kernels.cuda import wheels
+
             return {"gpus": buses, "error": f"--device gpu with several ranks needs NCCL in CuPy ({exc}); "
-                                            "install it with pip install nvidia-nccl-cu12 (or cu13)"}
+                                            f"install it with pip install {wheels.wheel('nccl', wheels.cuda_major(cupy))}"}
     return {"gpus": buses}
 
 

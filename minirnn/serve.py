@@ -57,20 +57,20 @@ class RequestError(Exception):
         self.message = message
 
 
-def page_files() -> dict:
-    """The page's files as bytes, by URL path (read from the installed package)."""
+def page_files(package_folder: str = "serve_page", routes: dict = PAGE_FILES) -> dict:
+    """A page's files as bytes, by URL path (read from the installed package; also ``minirnn read``'s)."""
     from importlib import resources
 
-    folder = resources.files("minirnn").joinpath("serve_page")
+    folder = resources.files("minirnn").joinpath(package_folder)
     cache = {}
     out = {}
-    for route, (name, ctype) in PAGE_FILES.items():
+    for route, (name, ctype) in routes.items():
         if name not in cache:
             try:
                 cache[name] = folder.joinpath(name).read_bytes()
             except OSError:
-                raise MinirnnError(f"the page file minirnn/serve_page/{name} is missing from this installation; "
-                                   "reinstall minirnn") from None
+                raise MinirnnError(f"the page file minirnn/{package_folder}/{name} is missing from this "
+                                   "installation; reinstall minirnn") from None
         out[route] = (cache[name], ctype)
     return out
 
@@ -168,26 +168,7 @@ class App:
     # ---------------------------------------------------------------- routing
     def route(self, method: str, path: str, query: str = "", body: bytes = b"") -> tuple[int, str, bytes]:
         """(status, content type, body) for one request; raises RequestError for a bad one."""
-        if path in PAGE_FILES:
-            if method != "GET":
-                raise RequestError(405, f"{path} answers GET only")
-            data, ctype = self.files[path]
-            return 200, ctype, data
-        handler = self.routes.get((method, path))
-        if handler is None:
-            if any(p == path for _, p in self.routes):
-                allowed = next(m for m, p in self.routes if p == path)
-                raise RequestError(405, f"{path} answers {allowed} only")
-            raise RequestError(404, f"no such page or endpoint: {path[:100]}; the page is at /")
-        if method == "POST":
-            answer = handler(_json_object(body))
-        else:
-            if body:
-                raise RequestError(400, f"GET {path} takes no body")
-            answer = handler(_query(query))
-        if isinstance(answer, bytes):
-            return 200, "application/json", answer
-        return 200, "application/json", _dumps(answer)
+        return dispatch(self.files, self.routes, method, path, query, body)
 
     # --------------------------------------------------------------- endpoints
     def api_models(self, query: dict) -> dict:
@@ -305,6 +286,31 @@ class App:
 
 
 # ------------------------------------------------------------------ validation
+
+def dispatch(files: dict, routes: dict, method: str, path: str, query: str, body: bytes) -> tuple[int, str, bytes]:
+    """One request against a fixed table: ``files`` (URL path -> (bytes, type), GET only) and ``routes``
+    ((method, path) -> handler of a JSON object or of the query's fields, answering a dict or JSON bytes)."""
+    if path in files:
+        if method != "GET":
+            raise RequestError(405, f"{path} answers GET only")
+        data, ctype = files[path]
+        return 200, ctype, data
+    handler = routes.get((method, path))
+    if handler is None:
+        if any(p == path for _, p in routes):
+            allowed = next(m for m, p in routes if p == path)
+            raise RequestError(405, f"{path} answers {allowed} only")
+        raise RequestError(404, f"no such page or endpoint: {path[:100]}; the page is at /")
+    if method == "POST":
+        answer = handler(_json_object(body))
+    else:
+        if body:
+            raise RequestError(400, f"GET {path} takes no body")
+        answer = handler(_query(query))
+    if isinstance(answer, bytes):
+        return 200, "application/json", answer
+    return 200, "application/json", _dumps(answer)
+
 
 def _dumps(value) -> bytes:
     def clean(v):

@@ -28,6 +28,7 @@ def test_bench_table_names_every_configuration():
     assert result.exit_code == 0, result.output
     assert "gru: 1x8, 22 classes, batch 2x3" in result.output
     assert "fast" in result.output and "reference" in result.output
+    assert "BLAS: " in result.output and " threads (" in result.output   # what the CPU timings ran on
 
 
 def test_benchmark_steps_really_train():

@@ -13,8 +13,9 @@ def _params(name):
     return {p.name: p for p in command.params}
 
 
-# Deliberate differences: bench's --impl adds "both"; gradcheck checks a tiny model by default.
-OWN = {("bench", "impl"), ("gradcheck", "hidden"), ("gradcheck", "layers")}
+# Deliberate differences: bench's --impl adds "both"; gradcheck checks a tiny model by default; doctor's
+# --device says which checks must pass (auto: the GPU's are reported, not required).
+OWN = {("bench", "impl"), ("gradcheck", "hidden"), ("gradcheck", "layers"), ("doctor", "device")}
 
 
 @pytest.mark.parametrize("option", ["device", "impl", "outer_tanh", "unit", "depth", "hidden", "layers", "precision"])

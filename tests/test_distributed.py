@@ -166,7 +166,8 @@ class FakeDeviceArray:
         self.data = type("Memory", (), {"ptr": host.ctypes.data})()
 
 
-def fake_cupy(monkeypatch, buses=("0000:01:00.0", "0000:02:00.0"), peer_values=None, nccl_available=True):
+def fake_cupy(monkeypatch, buses=("0000:01:00.0", "0000:02:00.0"), peer_values=None, nccl_available=True,
+              runtime_version=13020):
     """CuPy's runtime, Device, current stream and NCCL, on the host.  The fake allReduce adds the
     other rank's values (``peer_values``) into the receive buffer by raw address, like NCCL would."""
     import types
@@ -187,7 +188,8 @@ def fake_cupy(monkeypatch, buses=("0000:01:00.0", "0000:02:00.0"), peer_values=N
             out[:] = mine + peer_values
 
     nccl.NcclCommunicator = Communicator
-    runtime = types.SimpleNamespace(getDeviceCount=lambda: len(buses), deviceGetPCIBusId=lambda i: buses[i])
+    runtime = types.SimpleNamespace(getDeviceCount=lambda: len(buses), deviceGetPCIBusId=lambda i: buses[i],
+                                    runtimeGetVersion=lambda: runtime_version)
     device = lambda i: types.SimpleNamespace(use=lambda: record["device"].append(i))   # noqa: E731
     cuda = types.SimpleNamespace(runtime=runtime, Device=device, nccl=nccl,
                                  get_current_stream=lambda: types.SimpleNamespace(ptr=1234))
@@ -241,9 +243,11 @@ def test_gpu_handshake_picks_one_gpu_per_rank_or_one_line(monkeypatch):
     with pytest.raises(MinirnnError, match="ranks 0 and 1 on node .* would share the GPU at 0000:01:00.0"):
         rank0_of_two(FakeComm()).handshake("configuration", {"a": 1}, device="gpu", nccl=True)
     assert record["device"] == []
-    fake_cupy(monkeypatch, nccl_available=False)
-    with pytest.raises(MinirnnError, match=r"rank 0: --device gpu with several ranks needs NCCL"):
-        rank0_of_two(FakeComm()).handshake("configuration", {"a": 1}, device="gpu", nccl=True)
+    for version, wheel in ((13020, "nvidia-nccl-cu13"), (12090, "nvidia-nccl-cu12")):   # the wheel of CuPy's CUDA
+        fake_cupy(monkeypatch, nccl_available=False, runtime_version=version)
+        with pytest.raises(MinirnnError, match=r"rank 0: --device gpu with several ranks needs NCCL") as info:
+            rank0_of_two(FakeComm()).handshake("configuration", {"a": 1}, device="gpu", nccl=True)
+        assert f"pip install {wheel}" in str(info.value) and str(info.value).count("nvidia-nccl") == 1
     other = FakeComm(peer=lambda mine: ({"a": 2}, mine[1]))
     with pytest.raises(MinirnnError, match=r"rank 1 was started with another configuration than rank 0 \(a=2 there"):
         rank0_of_two(other).handshake("configuration", {"a": 1}, device="gpu", nccl=True)

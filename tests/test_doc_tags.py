@@ -1,9 +1,10 @@
 """Docs and code move together: every equation tag the code cites is defined in docs/."""
-import re
 from pathlib import Path
 
+from minirnn import tag_index as TI
+
 REPO = Path(__file__).resolve().parents[1]
-TAG = re.compile(r"\[([A-Z]{2,6}-[FB]\d{1,2}[a-z]?)\]")
+TAG = TI.TAG
 CODE_DIRS = ("minirnn", "kernels", "cli")
 CODE_SUFFIXES = {".py", ".cu", ".cuh"}
 
@@ -42,7 +43,7 @@ def test_every_backward_equation_of_the_units_is_implemented():
         assert derived <= set(cited), f"{unit}: derived but never cited: {sorted(derived - set(cited))}"
 
 
-# --- every tag of a unit on every path, and the reading map (docs/reading-map.md) ---------------
+# --- every tag of a unit on every path (minirnn/tag_index.py), and the reading map (docs/reading-map.md) ---
 def _reading_map():
     import importlib.util
 
@@ -55,26 +56,20 @@ def _reading_map():
 RM = _reading_map()
 
 # Tags a path legitimately implements on no line of its own, as
-# {(unit, path): {tag: reason}}, path "reference" or a device ("cpu", "cuda": the
-# loop of kernels/units.py or that device's kernels).  Empty today: every tag of
-# every unit page has an explicit citation on the reference and on each device.
-# Add an entry only with its reason; an entry that is no longer needed fails the
-# test below.
+# {(unit, path): {tag: reason}}.  Empty today: every tag of every unit page has
+# an explicit citation on the reference, CPU and CUDA paths.  Add an entry only
+# with its reason (e.g. a path that folds an equation into another one's
+# product); an entry that is no longer needed fails the test below.
 EXCEPTIONS: dict[tuple[str, str], dict[str, str]] = {}
-
-
-def _device_citations(unit, path):
-    cited = RM.citations(unit, path)
-    return cited if path == "reference" else {**RM.citations(unit, "loop"), **cited}
 
 
 def test_every_tag_of_a_unit_is_cited_on_every_path():
     missing = {}
-    for unit in RM.UNITS:
-        tags = RM.page_tags(unit)
+    for unit in TI.MAP_UNITS:
+        tags = TI.page_tags(unit)
         assert tags and any("-F" in t for t in tags) and any("-B" in t for t in tags), unit
-        for path in ("reference",) + RM.DEVICES:
-            cited = _device_citations(unit, path)
+        for path in TI.PATHS:
+            cited = TI.citations(unit, path)
             excused = EXCEPTIONS.get((unit, path), {})
             lacking = [t for t in tags if t not in cited and t not in excused]
             if lacking:
@@ -84,10 +79,10 @@ def test_every_tag_of_a_unit_is_cited_on_every_path():
 
 def test_every_exception_is_still_needed_and_explained():
     for (unit, path), tags in EXCEPTIONS.items():
-        assert unit in RM.UNITS and path in ("reference",) + RM.DEVICES
-        cited = _device_citations(unit, path)
+        assert unit in TI.MAP_UNITS and path in TI.PATHS
+        cited = TI.citations(unit, path)
         for tag, reason in tags.items():
-            assert tag in RM.page_tags(unit), (unit, tag)
+            assert tag in TI.page_tags(unit), (unit, tag)
             assert tag not in cited, f"{unit}/{path}: {tag} is cited now; remove its exception"
             assert len(reason) > 20, (unit, path, tag)
 
@@ -98,16 +93,16 @@ def test_the_reading_map_is_current():
 
 
 def test_the_map_reader_counts_only_explicit_citations_inside_functions(tmp_path):
-    assert RM.explicit_tags("x  # [LSTM-B1]..[LSTM-B6], [LSTM-B8]") == ["LSTM-B8"]
+    assert TI.explicit_tags("x  # [LSTM-B1]..[LSTM-B6], [LSTM-B8]") == ["LSTM-B8"]
     py = tmp_path / "m.py"
     py.write_text('"""Module docstring [GRU-F1]."""\n# module comment [GRU-F2]\n\n'
                   "class K:\n    def f(self):\n        '''doc [GRU-F3]'''\n"
                   "        a = 1  # [GRU-F4]\n        # [GRU-B1]..[GRU-B4]\n        return a\n")
-    sites = [(row, fn, code, RM.explicit_tags(c)) for row, fn, code, c in RM._python_sites(py)]
+    sites = [(row, fn, code, TI.explicit_tags(c)) for row, fn, code, c in TI._python_sites(py)]
     assert [s for s in sites if s[3]] == [(7, "K.f", "a = 1", ["GRU-F4"])]
     cu = tmp_path / "k.cuh"
     cu.write_text("// header [GRU-F1]\n#ifndef X\n#define M(i) \\\n    for (i(0)) x\n\n"
                   "// above [GRU-F2]\ntemplate <typename T>\nvoid gru_k(int n)\n{\n"
                   "    y = 1;  // [GRU-F3]\n}\n// after, before nothing [GRU-F4]\n")
-    found = [(row, fn, RM.explicit_tags(c)) for row, fn, _code, c in RM._c_sites(cu)]
+    found = [(row, fn, TI.explicit_tags(c)) for row, fn, _code, c in TI._c_sites(cu)]
     assert [f for f in found if f[2]] == [(6, "gru_k", ["GRU-F2"]), (10, "gru_k", ["GRU-F3"])]

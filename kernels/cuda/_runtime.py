@@ -35,7 +35,7 @@ import threading
 
 import numpy as np
 
-from . import _source, cublas
+from . import _source, cublas, wheels
 
 log = logging.getLogger("minirnn.cuda")
 
@@ -120,10 +120,15 @@ class CupyBackend:
         if fn is None:
             file = _source.kernels()[name].file
             module = self._modules.get(file)
-            if module is None:
-                text, options, names = _source.module(file)
-                module = self._modules[file] = self.cp.RawModule(code=text, options=options, name_expressions=names)
-            fn = self._functions[key] = module.get_function(_source.instance_name(name, dtype))
+            try:
+                if module is None:
+                    text, options, names = _source.module(file)
+                    module = self._modules[file] = self.cp.RawModule(code=text, options=options,
+                                                                     name_expressions=names)
+                fn = module.get_function(_source.instance_name(name, dtype))
+            except Exception as exc:
+                raise wheels.library_error(exc, wheels.cuda_major(self.cp)) or exc
+            self._functions[key] = fn
         return fn
 
     def launch(self, name: str, dtype, n: int, *args, grid: int | None = None, block: int = THREADS) -> None:
@@ -146,7 +151,10 @@ class CupyBackend:
             return self._blas
         blas = getattr(self._local, "blas", None)
         if blas is None:
-            blas = cublas.load_cupy_cublas(self.cp)
+            try:
+                blas = cublas.load_cupy_cublas(self.cp)
+            except Exception as exc:
+                raise wheels.library_error(exc, wheels.cuda_major(self.cp)) or exc
             # A user workspace, so that cuBLAS allocates nothing while a graph is captured.
             buffer = self.cp.empty(cublas.WORKSPACE_BYTES, dtype=np.uint8)
             blas.set_workspace(buffer, self.ptr(buffer), cublas.WORKSPACE_BYTES)

@@ -114,14 +114,24 @@ def plan_gemm(a, b, out, ptr, precision: str = "fp32") -> GemmPlan:
     dt = np.dtype(out.dtype)
     if a.dtype != dt or b.dtype != dt or dt not in _DATA_TYPES:
         raise TypeError(f"gemm operands must share one float dtype, got {a.dtype}, {b.dtype} -> {out.dtype}")
+    for name, v in (("m", m), ("n", n), ("k", k)):
+        _check_int32(v, name)
     op_out, ldc = _as_column_major(out, "out")
     if op_out != OP_N or (m > 1 and n > 1 and out.strides[1] != dt.itemsize):
         raise TypeError("gemm output must be row-major (unit stride along its rows)")
     opb, ldb = _as_column_major(b, "b")
     opa, lda = _as_column_major(a, "a")
+    for name, v in (("a's leading dimension", lda), ("b's leading dimension", ldb), ("out's leading dimension", ldc)):
+        _check_int32(v, name)
     t = _DATA_TYPES[dt]
     return GemmPlan(opa=opb, opb=opa, m=n, n=m, k=k, a_ptr=ptr(b), a_type=t, lda=ldb, b_ptr=ptr(a), b_type=t,
                     ldb=lda, c_ptr=ptr(out), c_type=t, ldc=ldc, compute=compute_type(dt, precision), dtype=dt)
+
+
+def _check_int32(v: int, name: str) -> None:
+    """cublasGemmEx takes int sizes: ctypes would silently keep the low 32 bits (2**32 + 1 arrives as 1)."""
+    if not 0 <= v < 2 ** 31:
+        raise ValueError(f"gemm: {name} {v} does not fit cuBLAS's 32-bit int; split the product")
 
 
 _SCALARS = {np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double}
@@ -186,12 +196,16 @@ def _declare(lib) -> None:
         f.restype = i
 
 
-def loaded_library_path(maps_text: str) -> str | None:
-    """The path of libcublas (not libcublasLt) among a process's mapped files."""
+def loaded_library_path(maps_text: str, major: int) -> str | None:
+    """The path of libcublas (not libcublasLt) for CUDA ``major`` among a process's mapped files.
+
+    By soname: a cu12 PyTorch may have mapped libcublas.so.12 into the same process,
+    and CuPy's handle (cu13) is valid only in the library of CuPy's own CUDA major."""
     for line in maps_text.splitlines():
-        path = line.split(None, 5)[-1].strip() if len(line.split(None, 5)) == 6 else ""
+        fields = line.split(None, 5)
+        path = fields[5].strip() if len(fields) == 6 else ""
         base = os.path.basename(path)
-        if base.startswith("libcublas.so"):
+        if base == f"libcublas.so.{major}" or base.startswith(f"libcublas.so.{major}."):
             return path
     return None
 
@@ -234,15 +248,15 @@ def load_cupy_cublas(cupy) -> Cublas:
     """CuPy's cuBLAS handle for the current device, with ctypes access to the very
     library CuPy linked (found in /proc/self/maps once CuPy has created the handle)."""
     handle = cupy.cuda.device.get_cublas_handle()   # also makes sure libcublas is loaded
+    major = cupy.cuda.runtime.runtimeGetVersion() // 1000
     path = None
     try:
         with open("/proc/self/maps") as f:
-            path = loaded_library_path(f.read())
+            path = loaded_library_path(f.read(), major)
     except OSError:
         pass
     candidates = [path] if path else []
-    major = cupy.cuda.runtime.runtimeGetVersion() // 1000
-    candidates += [f"libcublas.so.{major}", "libcublas.so"]
+    candidates += [f"libcublas.so.{major}"]   # never an unversioned libcublas.so: it may be another major
     errors = []
     for name in candidates:
         try:

@@ -32,6 +32,13 @@ A unit must provide:
     like the state, or None for zeros) is dLoss/d(final state).  Returns the
     parameter gradients (same names), dLoss/dx (T, B, I) and dLoss/d(state0).
 
+``tag_gradients`` (optional, default empty)
+    The backward tags of the unit's page whose line computes a gradient that
+    ``backward`` returns, and the names of those gradients (parameter names,
+    ``"x"``, ``"state0.<state name>"``; ``*`` matches any ending).  ``minirnn read``
+    checks exactly these tensors for such a tag (docs/read.md); the other
+    backward tags compute an intermediate that never leaves ``backward``.
+
 ``takes_ids`` (optional, default False)
     True for a unit that also accepts one-hot inputs given as integer ids
     x (T, B) in [0, I): it then looks up rows of its input kernels instead of
@@ -66,6 +73,7 @@ class Unit:
     forget_bias: float | None = None      # a constant the equations add to the forget gate, if any
     torch_layout: bool = False            # whether export --layout torch can express the unit
     torch_refusal: str = "PyTorch has no such module"   # why not, for the one-line refusal
+    tag_gradients: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, input_size: int, hidden_size: int):
         if input_size < 1 or hidden_size < 1:
