@@ -5,6 +5,7 @@
     git archive HEAD | tar -x -C build/after
     python benchmarks/before_after.py --before build/before --after build/after --config demo --rounds 5
     python benchmarks/before_after.py --before build/before --after build/after --config paper --rounds 3 --steps 1
+    python benchmarks/before_after.py ... --clock process        # CPU time, one BLAS thread
 
 Each round runs one process per checkout (in turn, the order swapped every
 round) for every unit; a process builds the preset's model (float32, CPU, fast
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -40,19 +42,22 @@ setup = StepSetup(unit=a["unit"], hidden=cfg["hidden"], layers=cfg["layers"], de
 stepper = Stepper(setup, "fast")
 stepper.step()
 times = []
+clock = time.process_time if a["clock"] == "process" else time.perf_counter
 for _ in range(a["steps"]):
     time.sleep(a["pause"])
-    t0 = time.perf_counter()
+    t0 = clock()
     stepper.step()
-    times.append(time.perf_counter() - t0)
+    times.append(clock() - t0)
 print(json.dumps(sorted(times)[len(times) // 2]))
 """
 
 
 def one(root: Path, unit: str, args) -> float:
-    spec = json.dumps({"config": args.config, "unit": unit, "steps": args.steps, "pause": args.pause})
+    spec = json.dumps({"config": args.config, "unit": unit, "steps": args.steps, "pause": args.pause,
+                       "clock": args.clock})
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1") if args.clock == "process" else None
     out = subprocess.run([sys.executable, "-c", CHILD, str(root), spec], capture_output=True, text=True,
-                         cwd=root, check=True)
+                         cwd=root, check=True, env=env)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -65,6 +70,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--pause", type=float, default=0.3, help="untimed seconds before each step (docs/benchmarks.md)")
+    ap.add_argument("--clock", choices=("wall", "process"), default="wall",
+                    help="wall time, or the process's CPU time with one BLAS thread")
     args = ap.parse_args(argv)
     sides = {"before": args.before.resolve(), "after": args.after.resolve()}
     units = args.units.split(",")
@@ -78,8 +85,8 @@ def main(argv=None):
             for side in order:
                 times[unit, side].append(one(sides[side], unit, args))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-    print(f"{args.config} step (float32, CPU, fast path), median of {args.steps} steps per process, "
-          f"{args.rounds} processes per checkout")
+    print(f"{args.config} step (float32, CPU, fast path, {args.clock} time), median of {args.steps} steps per "
+          f"process, {args.rounds} processes per checkout")
     print("| unit | before: median (min-max) | after: median (min-max) | after / before |")
     print("|---|---|---|---|")
     for unit in units:
