@@ -93,8 +93,6 @@ class FastUnit:
     first use.  Arrays the backend does not own (e.g. CuPy arrays on the CPU
     backend) run on the reference code."""
 
-    device = "cpu"
-
     @property
     def backend(self):
         if self._backend is None:
@@ -112,6 +110,8 @@ class FastUnit:
         """(workspace, T, B, dtype, x): x C-contiguous, ids as they are, values in the float dtype."""
         be = self.backend
         if x.ndim == 2 and x.dtype.kind in "iu":
+            if not be.takes_ids:
+                raise ValueError("this backend takes one-hot rows (T, B, I), not integer ids (T, B)")
             dt = np.result_type(state0[0].dtype, np.float32)
             x = be.xp.ascontiguousarray(x)
         else:
@@ -165,7 +165,7 @@ def fast_unit(unit, device: str = "cpu", backend=None):
         from .cpu import NUMBA
 
         backend = NUMBA
-    fast.device, fast._backend, fast._pool = device, backend, _Pool()
+    fast._backend, fast._pool = backend, _Pool()
     return fast
 
 
