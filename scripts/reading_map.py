@@ -5,9 +5,9 @@ Writes docs/reading-map.md from what :mod:`minirnn.tag_index` finds in the code
 its page derives, the code lines whose comment cites the tag explicitly, inside
 a function, on each path of ``tag_index.PATHS`` (the reference units with
 impl='reference'; on the CPU and on the GPU, the fast path's one time loop per
-unit with the Numba kernels or the CUDA bodies it launches), one column per path.  tests/test_doc_tags.py requires every tag on every path
-(with an explicit list of exceptions) and checks that docs/reading-map.md is
-what ``render`` writes.
+unit with the Numba kernels or the CUDA bodies it launches), one column per
+path.  tests/test_doc_tags.py requires every tag on every path (with an explicit
+list of exceptions) and checks that docs/reading-map.md is what ``render`` writes.
 
     python scripts/reading_map.py            # rewrite docs/reading-map.md
     python scripts/reading_map.py --check    # exit 1 if it is out of date
@@ -55,7 +55,8 @@ def render() -> str:
            "body (`kernels/cuda/gates.cuh`, behind the thin `__global__` wrapper of the same "
            "name). A tag is thus read in at most five files: its page, the reference, the "
            "loop and one kernel file per device. A reference cell shows the function and the "
-           "line itself; search for the tag in the named function to land on the line. Only explicit citations count: a range such as "
+           "line itself; search for the tag in the named function to land on the line. Only "
+           "explicit citations count: a range such as "
            "`[LSTM-B1]..[LSTM-B6]` at a call site is a summary and is not listed.", ""]
     for unit in MAP_UNITS:
         cites = {p: citations(unit, p) for p in PATHS}

@@ -20,9 +20,10 @@ Imported only when the GPU is used; ``import cupy`` happens in ``get_backend``.
   direction, T, weight addresses, precision): every launch is resolved and its
   arguments checked and converted, every GEMM planned, into a list of ready
   operations (a workspace keeps the 8 most recently used loops).  The list is
-  then run eagerly (first sighting), captured into a CUDA graph (second sighting; the first replay is checked against the eager
-  result, and capture is refused if anything tries to allocate memory
-  meanwhile), and the graph replayed from then on.  So the Python cost of
+  then run eagerly (first sighting), captured into a CUDA graph (second
+  sighting; the first replay is checked against the eager result, and capture
+  is refused if anything tries to allocate memory meanwhile), and the graph
+  replayed from then on.  So the Python cost of
   checking arguments is paid once, not per launch.  Any capture failure falls
   back to eager launches for good, with one warning line giving the reason.
   MINIRNN_CUDA_GRAPHS=0 disables graphs.
