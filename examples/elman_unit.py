@@ -13,10 +13,9 @@ tests/test_registry.py trains it and checks its gradients.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from pathlib import Path
 
+import numpy as np
 from numba import njit
 
 from minirnn.backend import array_module
@@ -92,7 +91,7 @@ def elman_bwd_step(H, dhs_t, dh_carry, h_t, dz_t):
             dz_t[b, j] = (dhs_t[b, j] + dh_carry[b, j]) * (one - h * h)
 
 
-# --- the time loop, one for both devices (the backends: minirnn/kernels/units.py)
+# --- the time loop, one for both devices (the backend contract: kernels/units.py, docs/kernels.md)
 class FastElman(FastUnit, Elman):
     def _forward_shapes(self, B, cap):
         H = self.hidden_size
