@@ -112,10 +112,13 @@ class FastElman(FastUnit, Elman):
         be.input_part(x, W[:I], b, zx)                       # x_t W[:I] + b, every step at once
         h[0] = state0[0]
 
+        gemm = be.gemm                  # the kernels and products of the loop, looked up once
+        elman_fwd_step = be.kernel("elman_fwd_step", dt, B * H)
+
         def loop():
             for t in range(T):
-                be.gemm(h[t], W[I:], zh)                     # h_{t-1} W[I:]
-                be.launch("elman_fwd_step", dt, B * H, H, zx[t], zh, h[t + 1])
+                gemm(h[t], W[I:], zh)                     # h_{t-1} W[I:]
+                elman_fwd_step(H, zx[t], zh, h[t + 1])
 
         be.run_loop(ws, ("fwd", T), loop, lambda: (h[1:T + 1],), params=(W,))
         return be.result(h[1:T + 1]), (be.result(h[T]),), self._finish(ws, T, x)
@@ -134,10 +137,13 @@ class FastElman(FastUnit, Elman):
         def reset():
             self._set_carry(dh, None if dstate_T is None else dstate_T[0])
 
+        gemm = be.gemm                  # the kernels and products of the loop, looked up once
+        elman_bwd_step = be.kernel("elman_bwd_step", dt, B * H)
+
         def loop():
             for t in range(T - 1, -1, -1):
-                be.launch("elman_bwd_step", dt, B * H, H, dhs[t], dh, h[t + 1], dz[t])
-                be.gemm(dz[t], W[I:].T, dh)                  # the carry to step t-1
+                elman_bwd_step(H, dhs[t], dh, h[t + 1], dz[t])
+                gemm(dz[t], W[I:].T, dh)                  # the carry to step t-1
 
         reset()
         be.run_loop(ws, ("bwd", T), loop, lambda: (dz, dh), reset, params=(W,))

@@ -11,11 +11,12 @@ backward  per step one fused kernel and the recurrent product carrying the
           gradients and dx as a few large products over all T*B rows
 
 Each loop is written once against a *backend*: ``xp``, ``gemm(a, b, out)``,
-``launch(name, dtype, n, *args)``, ``scratch``, ``input_part``,
-``input_weight_grad``, ``bind`` (a loop input's fixed buffer), ``result`` and
-``run_loop``.  ``NumbaBackend`` (kernels/cpu/) launches the Numba kernel of
-the name, ``CupyBackend`` (kernels/cuda/_runtime.py) the CUDA kernel; kernels
-of one name take one argument list (after n = B*H) on both devices.
+``kernel(name, dtype, n)``, ``scratch``, ``input_part``, ``input_weight_grad``,
+``input_grad``, ``bind`` (a loop input's fixed buffer), ``result`` and
+``run_loop``.  ``kernel`` gives, on ``NumbaBackend`` (kernels/cpu/), the Numba
+kernel of the name itself, on ``CupyBackend`` (kernels/cuda/_runtime.py) a launch
+of the CUDA kernel; kernels of one name take one argument list (after n = B*H)
+on both devices, so the loop's call reads as the kernel's signature.
 
 A forward's buffers form a *workspace* that its cache holds until backward is
 done with it; the GPU keeps released workspaces for reuse (its recorded loops
@@ -194,10 +195,13 @@ class FastLSTM(FastUnit, LSTM):
         c[0] = state0[1]
         W_h = W[I:]
 
+        gemm = be.gemm                  # the kernels and products of the loop, looked up once
+        lstm_fwd_step = be.kernel("lstm_fwd_step", dt, n)
+
         def loop():
             for t in range(T):
-                be.gemm(h[t], W_h, zh)                                       # [LSTM-F1], recurrent part
-                be.launch("lstm_fwd_step", dt, n, H, zx[t], zh, c[t], gates[t], c[t + 1], tc[t], h[t + 1])
+                gemm(h[t], W_h, zh)                                       # [LSTM-F1], recurrent part
+                lstm_fwd_step(H, zx[t], zh, c[t], gates[t], c[t + 1], tc[t], h[t + 1])
 
         be.run_loop(ws, ("fwd", T), loop, lambda: (h[1:T + 1], c[1:T + 1]), params=(W,))
         return be.result(h[1:T + 1]), (be.result(h[T]), be.result(c[T])), self._finish(ws, T, x)
@@ -221,10 +225,13 @@ class FastLSTM(FastUnit, LSTM):
 
         W_hT = W[I:].T                                   # a transposed view; BLAS reads it as is
 
+        gemm = be.gemm                  # the kernels and products of the loop, looked up once
+        lstm_bwd_step = be.kernel("lstm_bwd_step", dt, n)
+
         def loop():
             for t in range(T - 1, -1, -1):
-                be.launch("lstm_bwd_step", dt, n, H, dhs[t], dh, dc, gates[t], tc[t], c[t], dz[t])
-                be.gemm(dz[t], W_hT, dh)                                     # [LSTM-B8], recurrent part
+                lstm_bwd_step(H, dhs[t], dh, dc, gates[t], tc[t], c[t], dz[t])
+                gemm(dz[t], W_hT, dh)                                     # [LSTM-B8], recurrent part
 
         reset()
         be.run_loop(ws, ("bwd", T), loop, lambda: (dz, dh, dc), reset, params=(W,))
@@ -267,12 +274,16 @@ class FastGRU(FastUnit, GRU):
         h[0] = state0[0]                                                     # ^ input parts of [GRU-F1], [GRU-F3]
         W_gh, W_ch = W_g[I:], W_c[I:]
 
+        gemm = be.gemm                  # the kernels and products of the loop, looked up once
+        gru_fwd_gates = be.kernel("gru_fwd_gates", dt, n)
+        gru_fwd_cand = be.kernel("gru_fwd_cand", dt, n)
+
         def loop():
             for t in range(T):
-                be.gemm(h[t], W_gh, zg)                                      # [GRU-F1], recurrent part
-                be.launch("gru_fwd_gates", dt, n, H, zx[t], zg, h[t], ru[t], rh[t])
-                be.gemm(rh[t], W_ch, zc)                                     # [GRU-F3], recurrent part
-                be.launch("gru_fwd_cand", dt, n, H, zx[t], zc, ru[t], h[t], cand[t], h[t + 1])
+                gemm(h[t], W_gh, zg)                                      # [GRU-F1], recurrent part
+                gru_fwd_gates(H, zx[t], zg, h[t], ru[t], rh[t])
+                gemm(rh[t], W_ch, zc)                                     # [GRU-F3], recurrent part
+                gru_fwd_cand(H, zx[t], zc, ru[t], h[t], cand[t], h[t + 1])
 
         be.run_loop(ws, ("fwd", T), loop, lambda: (h[1:T + 1],), params=(W_g, W_c))
         return be.result(h[1:T + 1]), (be.result(h[T]),), self._finish(ws, T, x)
@@ -295,12 +306,16 @@ class FastGRU(FastUnit, GRU):
 
         W_chT, W_ghT = W_c[I:].T, W_g[I:].T
 
+        gemm = be.gemm                  # the kernels and products of the loop, looked up once
+        gru_bwd_cand = be.kernel("gru_bwd_cand", dt, n)
+        gru_bwd_reset = be.kernel("gru_bwd_reset", dt, n)
+
         def loop():
             for t in range(T - 1, -1, -1):
-                be.launch("gru_bwd_cand", dt, n, H, dhs[t], part, mat, ru[t], cand[t], h[t], dh, da[t])
-                be.gemm(da[t, :, 2 * H:], W_chT, drh)                        # [GRU-B6] (the r*h rows)
-                be.launch("gru_bwd_reset", dt, n, H, drh, dh, ru[t], h[t], da[t], part)
-                be.gemm(da[t, :, :2 * H], W_ghT, mat)                        # [GRU-B10] (h columns), [GRU-B11]
+                gru_bwd_cand(H, dhs[t], part, mat, ru[t], cand[t], h[t], dh, da[t])
+                gemm(da[t, :, 2 * H:], W_chT, drh)                        # [GRU-B6] (the r*h rows)
+                gru_bwd_reset(H, drh, dh, ru[t], h[t], da[t], part)
+                gemm(da[t, :, :2 * H], W_ghT, mat)                        # [GRU-B10] (h columns), [GRU-B11]
 
         reset()
         be.run_loop(ws, ("bwd", T), loop, lambda: (da, part, mat), reset, params=(W_g, W_c))
@@ -367,16 +382,20 @@ class FastNestedLSTM(FastUnit, NestedLSTM):
         Ws = [W[0][I:]] + W[1:]
         lg, ls, lt = self._lvl(gates[0]), self._lvl(c[0]), self._lvl(tc[0])
 
+        gemm = be.gemm                  # the kernels and products of the loop, looked up once
+        nlstm_fwd_gates = be.kernel("nlstm_fwd_gates", dt, n)
+        nlstm_fwd_out = be.kernel("nlstm_fwd_out", dt, n)
+
         def loop():
             for t in range(T):
                 for k in range(D):                                           # outside-in: gates  [NLSTM-F0]
-                    be.gemm(h[t] if k == 0 else cat[k - 1, t], Ws[k], zh)    # [NLSTM-F1]
+                    gemm(h[t] if k == 0 else cat[k - 1, t], Ws[k], zh)    # [NLSTM-F1]
                     add, add_rows = (zx[t], 1) if k == 0 else (bs[k], 0)
                     has_next = int(k < D - 1)
                     nxt = cat[k, t] if has_next else cat[0, t]               # (unused by the innermost level)
-                    be.launch("nlstm_fwd_gates", dt, n, H, self._cand_tanh(k), has_next, add, add_rows, zh,
+                    nlstm_fwd_gates(H, self._cand_tanh(k), has_next, add, add_rows, zh,
                               c[t, k], gates[t, k], nxt)
-                be.launch("nlstm_fwd_out", dt, n, H, D, lg, ls, lt, gates[t], c[t], c[t + 1], tc[t],
+                nlstm_fwd_out(H, D, lg, ls, lt, gates[t], c[t], c[t + 1], tc[t],
                           h[t + 1])                                          # inside-out: memories, outputs
 
         be.run_loop(ws, ("fwd", T), loop, lambda: (h[1:T + 1], c[1:T + 1]), params=tuple(W) + tuple(bs[1:]))
@@ -404,15 +423,19 @@ class FastNestedLSTM(FastUnit, NestedLSTM):
         WsT = [W[0][I:].T] + [W[k].T for k in range(1, D)]
         lg, ls, lt, lz = self._lvl(gates[0]), self._lvl(c[0]), self._lvl(tc[0]), self._lvl(dz)
 
+        gemm = be.gemm                  # the kernels and products of the loop, looked up once
+        nlstm_bwd_out = be.kernel("nlstm_bwd_out", dt, n)
+        nlstm_bwd_level = be.kernel("nlstm_bwd_level", dt, n)
+
         def loop():
             for t in range(T - 1, -1, -1):
-                be.launch("nlstm_bwd_out", dt, n, H, D, self._cand_tanh(D - 1), lg, ls, lt, n, lz, dhs[t], dh,
+                nlstm_bwd_out(H, D, self._cand_tanh(D - 1), lg, ls, lt, n, lz, dhs[t], dh,
                           dc, gates[t], tc[t], c[t], dz[:, t])               # [NLSTM-B1]..[NLSTM-B11]
                 for k in range(D - 1, 0, -1):                                # inside-out through the gates
-                    be.gemm(dz[k, t], WsT[k], dcat)                          # [NLSTM-B12], [NLSTM-B13]
-                    be.launch("nlstm_bwd_level", dt, n, H, self._cand_tanh(k - 1), dcat, gates[t, k - 1],
+                    gemm(dz[k, t], WsT[k], dcat)                          # [NLSTM-B12], [NLSTM-B13]
+                    nlstm_bwd_level(H, self._cand_tanh(k - 1), dcat, gates[t, k - 1],
                               c[t, k - 1], dz[k - 1, t], dc[k - 1])
-                be.gemm(dz[0, t], WsT[0], dh)                                # [NLSTM-B12], [NLSTM-B14]
+                gemm(dz[0, t], WsT[0], dh)                                # [NLSTM-B12], [NLSTM-B14]
 
         reset()
         be.run_loop(ws, ("bwd", T), loop, lambda: (dz[:, :T], dh, dc), reset, params=tuple(W))

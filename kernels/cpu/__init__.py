@@ -1,8 +1,9 @@
 """The CPU backend of the fast units (kernels/units.py): NumPy products and Numba kernels.
 
-``NUMBA`` is the backend every fast CPU unit uses.  ``launch(name, dtype, n, *args)``
-calls the Numba kernel ``name`` of gates.py with ``args``: the argument list of
-the CUDA kernel of that name after its element count n.  Products go to BLAS
+``NUMBA`` is the backend every fast CPU unit uses.  ``kernel(name, dtype, n)`` is
+the Numba kernel ``name`` of gates.py itself, called with the argument list of
+the CUDA kernel of that name after its element count n (no wrapper in between:
+the loop calls Numba directly, as ``gemm`` is ``numpy.matmul`` itself).  Products go to BLAS
 (``numpy.matmul`` into a buffer), scratch memory comes from the pool of
 minirnn/workspace.py (no fresh pages), and the input part of a layer whose
 inputs are one-hot ids is a row lookup, its weight gradient a sum of rows per id.
@@ -28,14 +29,13 @@ class NumbaBackend:
     takes_ids = True
     keep_workspaces = 0   # a released workspace's memory goes back to the shared pool
 
-    @staticmethod
-    def gemm(a, b, out) -> None:
-        np.matmul(a, b, out=out)
+    gemm = np.matmul      # gemm(a, b, out): a ufunc, whose third argument is out
 
     @staticmethod
-    def launch(name, dtype, n, *args) -> None:
+    def kernel(name, dtype, n):
+        """The Numba kernel ``name`` (for any n: it reads the sizes from its arrays)."""
         fn = KERNELS.get(name)
-        (getattr(gates, name) if fn is None else fn)(*args)
+        return getattr(gates, name) if fn is None else fn
 
     @staticmethod
     def scratch(shape, dtype):

@@ -132,6 +132,10 @@ class CupyBackend:
             self._functions[key] = fn
         return fn
 
+    def kernel(self, name: str, dtype, n: int):
+        """Kernel ``name`` for ``n`` elements, as a function of its other arguments (each call a ``launch``)."""
+        return lambda *args: self.launch(name, dtype, n, *args)
+
     def launch(self, name: str, dtype, n: int, *args, grid: int | None = None, block: int = THREADS) -> None:
         """Launch kernel ``name`` for ``n`` elements (or, with ``grid``, that many blocks of ``block`` threads):
         the arguments are checked against the kernel's C signature and converted once, then the
