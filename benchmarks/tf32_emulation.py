@@ -1,8 +1,8 @@
 """What `--precision tf32` does to training, measured on the CPU emulation of the GPU path.
 
 Trains the demo configuration (built-in corpus) in float32 through the GPU path's
-own code (CUDA units, cuBLAS plans) on the CPU emulation
-(minirnn/kernels/cuda/emulation.py), once with exact float32 products and once
+own code (the fast units on CupyBackend, cuBLAS plans) on the CPU stand-ins of
+tests/cuda_standin.py, once with exact float32 products and once
 with every product's inputs rounded to TensorFloat-32 as tensor cores do, from
 the same seed on the same batches, and prints both loss curves' relative
 differences.  Also prints the same for float32 vs float64 (exact products), the
@@ -19,17 +19,22 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # the GPU stand-ins are test code
 
 import numpy as np
 
 
 def curve(unit, cfg, dataset, steps, precision, dtype, lib):
     from minirnn.data import BatchOrder
-    from minirnn.kernels.cuda.emulation import HostBackend, emulated_gpu
+    from cuda_standin import HostBackend, emulated_gpu
+    from minirnn.kernels.cuda import set_precision
     from minirnn.model import INPUT_VOCAB, Model
     from minirnn.optim import Adam
 
-    backend = HostBackend(lib, precision=precision, check_rerun=False)
+    set_precision(precision)
+    backend = HostBackend(lib)
     losses = []
     with emulated_gpu(backend):
         model = Model(unit, hidden=cfg["hidden"], layers=cfg["layers"], depth=cfg["depth"], input_vocab=INPUT_VOCAB,
@@ -52,7 +57,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from minirnn.data import load_or_build_dataset
-    from minirnn.kernels.cuda.emulation import build_harness
+    from cuda_standin import build_harness
     from minirnn.presets import preset
     from minirnn.presets import DEFAULT_DATA_SEED
 

@@ -12,12 +12,13 @@ from minirnn.presets import PRESETS, preset
 from minirnn.kernels import IMPLS
 from minirnn.units import UNITS
 
-from .options import apply_precision, depth_option, device_option, hidden_option, layers_option, precision_option
+from .options import (UnitChoice, apply_precision, depth_option, device_option, hidden_option, layers_option,
+                      precision_option)
 
 
 @click.command()
-@click.option("--unit", "units", type=click.Choice(sorted(UNITS)), multiple=True,
-              help="Unit(s) to time (repeatable; default all three).")
+@click.option("--unit", "units", type=UnitChoice(), multiple=True,
+              help="Unit(s) to time (repeatable; default every registered unit).")
 @click.option("--preset", "preset_name", type=click.Choice(PRESETS), default="demo", show_default=True,
               help="Sizes to start from.")
 @hidden_option
@@ -53,7 +54,7 @@ def bench(units, preset_name, hidden, layers, depth, vocab_size, batch_size, tim
     apply_precision(precision, device)
     impls = ("fast", "reference") if impl == "both" else (impl,)
     setups = []
-    for unit in units or ("gru", "lstm", "nlstm"):
+    for unit in units or tuple(UNITS):
         cfg = preset(preset_name, unit)
         overrides = {"hidden": hidden, "layers": layers, "depth": depth, "vocab_size": vocab_size,
                      "batch_size": batch_size}

@@ -6,7 +6,28 @@ import click
 from minirnn.kernels import IMPLS
 from minirnn.units import UNITS
 
-unit_option = click.option("--unit", type=click.Choice(sorted(UNITS)), required=True, help="Recurrent unit.")
+
+
+class UnitChoice(click.Choice):
+    """The registry's units when the command runs, so a unit registered by an import or an
+    installed package's entry point (minirnn/units/registry.py) is a valid --unit."""
+
+    def __init__(self):
+        super().__init__(())
+
+    @property
+    def choices(self):
+        from minirnn.units.registry import load_entry_points
+
+        load_entry_points()
+        return tuple(sorted(UNITS))
+
+    @choices.setter
+    def choices(self, value):   # click's constructor assigns the (empty) list given above
+        pass
+
+
+unit_option = click.option("--unit", type=UnitChoice(), required=True, help="Recurrent unit.")
 depth_option = click.option(
     "--depth", type=click.IntRange(min=1), default=None,
     help=f"Nesting depth (only for: {', '.join(n for n, s in UNITS.items() if s.takes('depth'))}).")

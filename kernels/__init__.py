@@ -1,5 +1,6 @@
-"""The fast path: the same unit interface as ``minirnn.units``, implemented with
-Numba kernels on the CPU (``cpu/``) and raw CUDA kernels on the GPU (``cuda/``).
+"""The fast path: the same unit interface as ``minirnn.units``, one time loop per
+unit (units.py) run by Numba kernels on the CPU (``cpu/``) and raw CUDA kernels
+on the GPU (``cuda/``).
 
 ``accelerate`` is the one switch between the readable reference units and the
 fast ones; tests assert both give the same losses and gradients.
@@ -19,10 +20,19 @@ def accelerate(unit, device: str, impl: str = "fast"):
 
     if unit_spec(unit.name).fast_class(device) is None:   # no fast kernels: the reference code (noted once)
         return unit
-    if device == "gpu":
-        from .cuda import cuda_unit
+    from .units import fast_unit
 
-        return cuda_unit(unit)
-    from .cpu import fast_cpu_unit
+    return fast_unit(unit, device)
 
-    return fast_cpu_unit(unit)
+
+def register_kernels(numba: dict, cuda=None) -> None:
+    """Add the kernels of a unit defined outside minirnn (docs/units.md): ``numba`` maps
+    kernel names to Numba functions (the CPU), ``cuda`` is the path of a .cu file with the
+    CUDA kernels of the same names and argument lists (the GPU; it may include "gates.cuh")."""
+    from .cpu import KERNELS
+
+    KERNELS.update(numba)
+    if cuda is not None:
+        from .cuda import _source
+
+        _source.add_file(cuda)

@@ -243,6 +243,7 @@ def _kernels(state) -> Check:
 def _graph(state) -> Check:
     """A loop of one cuBLAS product, run through run_loop until it is captured and replayed."""
     import types
+    from collections import OrderedDict
 
     from .kernels.cuda import _runtime
 
@@ -253,7 +254,7 @@ def _graph(state) -> Check:
     rng = cp.random.default_rng(0)
     a, b = rng.standard_normal((8, 16)), rng.standard_normal((16, 4))
     out = cp.zeros((8, 4))
-    ws = types.SimpleNamespace(graphs={})
+    ws = types.SimpleNamespace(loops=OrderedDict())   # what run_loop keeps its recordings in
     before = _runtime.graph_status()
     for _ in range(3):   # record + eager, capture + checked replay, replay
         out[...] = 0

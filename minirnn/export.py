@@ -38,11 +38,9 @@ FORMAT_VERSION = 1
 LAYOUTS = ("minirnn", "torch")
 SUFFIX = ".safetensors"
 
-#: Column blocks of the gate kernels, in order, per unit (minirnn layout).
-GATE_ORDER = {"lstm": "i,j,f,o", "nlstm": "i,j,f,o", "gru": "r,u"}
-#: PyTorch's nn.LSTM gate blocks (its g is minirnn's candidate j).
+#: PyTorch's nn.LSTM gate blocks (its g is minirnn's candidate j).  minirnn's own order
+#: and forget bias are each unit's (``gate_order``, ``forget_bias``: minirnn/units/base.py).
 TORCH_GATE_ORDER = "i,f,g,o"
-FORGET_BIAS = 1.0
 CONVENTION = {"minirnn": "row vectors: z = [x, h] W + b with W (inputs + hidden, gates x hidden)",
               "torch": "PyTorch: gates = x W_ih^T + b_ih + h W_hh^T + b_hh with W_ih (4H, inputs), W_hh (4H, H)"}
 
@@ -73,7 +71,7 @@ def _swap_middle_blocks(a, axis: int = -1):
 def _forget_constant(hidden: int, dtype) -> np.ndarray:
     """PyTorch's bias_ih of an exported layer: the forget gate's +1, 0 elsewhere ([i, f, g, o] blocks)."""
     c = np.zeros(4 * hidden, dtype=dtype)
-    c[hidden:2 * hidden] = FORGET_BIAS
+    c[hidden:2 * hidden] = _unit_class("lstm").forget_bias
     return c
 
 
@@ -132,6 +130,7 @@ def _metadata(model_config: dict, dtype: str, layout: str, output_words, config,
     from .data import INPUT_SYMBOLS
 
     unit = model_config["unit"]
+    cls = _unit_class(unit)
     torch = layout == "torch"
     return {
         "format": FORMAT,
@@ -141,9 +140,9 @@ def _metadata(model_config: dict, dtype: str, layout: str, output_words, config,
         "unit": unit,
         "model_config": json.dumps({k: model_config[k] for k in schema.MODEL_FIELDS if k in model_config}, sort_keys=True),
         "dtype": dtype,
-        "gate_order": TORCH_GATE_ORDER if torch else GATE_ORDER[unit],
-        "forget_bias": "none" if unit == "gru" else repr(FORGET_BIAS),
-        "forget_bias_in": "none" if unit == "gru" else ("bias_ih" if torch else "equations"),
+        "gate_order": TORCH_GATE_ORDER if torch else cls.gate_order,
+        "forget_bias": "none" if cls.forget_bias is None else repr(cls.forget_bias),
+        "forget_bias_in": "none" if cls.forget_bias is None else ("bias_ih" if torch else "equations"),
         "convention": CONVENTION[layout],
         "input_symbols": json.dumps(list(INPUT_SYMBOLS)),
         "output_words": json.dumps(list(output_words)),
@@ -172,20 +171,23 @@ OLD_FILE_NOTE = ("{path} was written without a checksum (by an older minirnn), s
                  "detected; export it again to add one")
 
 
+def _unit_class(unit: str):
+    from .units import unit_spec
+
+    return unit_spec(unit).reference
+
+
 def refuse_layout(unit: str, layout: str) -> None:
     """Raise the one-line refusal when ``layout`` cannot express ``unit``."""
     if layout not in LAYOUTS:
         raise MinirnnError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
-    if layout != "torch" or unit == "lstm":
+    if layout != "torch" or _unit_class(unit).torch_layout:
         return
-    if unit == "gru":
-        raise MinirnnError("--layout torch is refused for the GRU: PyTorch's nn.GRU applies the reset gate after "
-                           "the recurrent product (r * (h W_hn + b_hn)), minirnn before it ([x, r * h] W_c), a "
-                           "different function; export with --layout minirnn and use the module of "
-                           "docs/export.md (examples/torch_gru.py)")
-    raise MinirnnError(f"--layout torch is refused for the {'Nested LSTM' if unit == 'nlstm' else unit}: PyTorch has "
-                       "no Nested LSTM module; export with --layout minirnn and use the module of docs/export.md "
-                       "(examples/torch_nlstm.py)")
+    from .units import unit_spec
+
+    raise MinirnnError(f"--layout torch is refused for the {unit_spec(unit).label}: "
+                       f"{_unit_class(unit).torch_refusal}; export with --layout minirnn and use the module of "
+                       f"docs/export.md (examples/torch_{unit}.py)")
 
 
 def export_model(path, model, output_words, *, layout: str = "minirnn", config: dict | None = None,

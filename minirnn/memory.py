@@ -56,13 +56,6 @@ def check_limit(name: str, value) -> None:
         raise MinirnnError(f"{name} must be at most {limit:,}, got {shown}; give a smaller value")
 
 
-def _activation_vectors(unit: str, depth: int) -> int:
-    """Vectors of ``hidden`` numbers a layer keeps per position for the backward pass (rounded up)."""
-    if unit == "nlstm":
-        return 6 * depth + 4
-    return 10
-
-
 def estimate(unit: str, hidden: int, layers: int, depth: int, output_vocab: int, batch_size: int,
              max_length: int, dtype: str, input_vocab: int = 28) -> dict:
     """Bytes needed by one training step: {'parameters', 'activations', 'output', 'total', 'count'}."""
@@ -70,12 +63,13 @@ def estimate(unit: str, hidden: int, layers: int, depth: int, output_vocab: int,
     from .units import make_unit
 
     itemsize = 8 if str(dtype) == "float64" else 4
-    recurrent = make_unit(unit, hidden, hidden, depth=depth).num_params()  # shapes only, no arrays
+    layer = make_unit(unit, hidden, hidden, depth=depth)     # shapes only, no arrays
+    recurrent = layer.num_params()
     count = (input_vocab * hidden + layers * recurrent + hidden * output_vocab + output_vocab)
     positions = batch_size * max_length
     parts = {
         "parameters": 4 * count * itemsize,
-        "activations": layers * positions * _activation_vectors(unit, depth) * hidden * itemsize,
+        "activations": layers * positions * layer.activation_vectors() * hidden * itemsize,
         "output": 3 * min(positions, DEFAULT_CHUNK) * output_vocab * itemsize,
     }
     parts["total"] = sum(parts.values())

@@ -4,9 +4,9 @@ docs/reading-map.md and for ``minirnn read``).
 For a unit (LSTM, GRU, Nested LSTM, or any unit registered later) and each tag
 its derivation page defines ([LSTM-F1] ... [LSTM-B9]), this finds the code lines
 whose comment cites the tag explicitly, inside a function, on each path.  A path
-is a list of folders (``PATHS``), scanned at run time, so kernel files can be
-added, split or renamed without touching this module; a fourth path is one more
-entry.  A registered unit's reference path also holds the file of its own
+is a list of folders or files (``PATHS``), scanned at run time, so kernel files
+can be added or split within a folder without touching this module; a fourth path
+is one more entry.  A registered unit's reference path also holds the file of its own
 ``backward``, wherever that lives (the Elman example of docs/units.md).
 
 A range such as ``[LSTM-B1]..[LSTM-B6]`` at a call site is a summary, not an
@@ -24,8 +24,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
-#: path name -> the folders (relative to the repository) whose files implement it.
-PATHS = {"reference": ("minirnn/units",), "cpu": ("kernels/cpu",), "cuda": ("kernels/cuda",)}
+#: path name -> the folders or files (relative to the repository) that implement it.  The fast
+#: path's one time loop per unit (kernels/units.py) runs on both devices, so it belongs to both.
+PATHS = {"reference": ("minirnn/units",), "cpu": ("kernels/units.py", "kernels/cpu/gates.py"),
+         "cuda": ("kernels/units.py", "kernels/cuda/gates.cuh")}
 PATH_LABELS = {"reference": "reference", "cpu": "CPU kernels", "cuda": "CUDA"}
 SUFFIXES = {".py", ".cu", ".cuh"}
 #: The units of docs/reading-map.md, in the reading order of docs/index.md.
@@ -77,7 +79,9 @@ def explicit_tags(comment: str) -> list[str]:
 def path_files(unit: str, path: str) -> list[Path]:
     """The files of one path, found at run time under its folders (plus, for the reference path,
     the file of a registered unit's reference class, which may live elsewhere)."""
-    files = {f for root in PATHS[path] for f in (REPO / root).rglob("*") if f.suffix in SUFFIXES and f.is_file()}
+    roots = [REPO / root for root in PATHS[path]]
+    files = {f for root in roots for f in ([root] if root.is_file() else root.rglob("*"))
+             if f.suffix in SUFFIXES and f.is_file()}
     if path == "reference":
         from .units import REGISTRY
 

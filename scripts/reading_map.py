@@ -4,10 +4,10 @@ Writes docs/reading-map.md from what :mod:`minirnn.tag_index` finds in the code
 (the same index ``minirnn read`` shows): for each unit of the map and each tag
 its page derives, the code lines whose comment cites the tag explicitly, inside
 a function, on each path of ``tag_index.PATHS`` (the reference units with
-impl='reference', the Numba kernels of impl='fast' on the CPU, the CUDA path),
-one column per path.  tests/test_doc_tags.py requires every tag on every path
-(with an explicit list of exceptions) and checks that docs/reading-map.md is
-what ``render`` writes.
+impl='reference'; on the CPU and on the GPU, the fast path's one time loop per
+unit with the Numba kernels or the CUDA bodies it launches), one column per
+path.  tests/test_doc_tags.py requires every tag on every path (with an explicit
+list of exceptions) and checks that docs/reading-map.md is what ``render`` writes.
 
     python scripts/reading_map.py            # rewrite docs/reading-map.md
     python scripts/reading_map.py --check    # exit 1 if it is out of date
@@ -21,7 +21,7 @@ from minirnn.tag_index import MAP_UNITS, PATH_LABELS, PATHS, REPO, citations, pa
 from minirnn.units import unit_spec
 
 MAP_PAGE = REPO / "docs" / "reading-map.md"
-PATH_TITLES = {p: f"{PATH_LABELS[p]} (" + ", ".join(f"`{root}/`" for root in roots) + ")"
+PATH_TITLES = {p: f"{PATH_LABELS[p]} (" + ", ".join(f"`{r}`" if Path(r).suffix else f"`{r}/`" for r in roots) + ")"
                for p, roots in PATHS.items()}
 
 
@@ -48,11 +48,15 @@ def render() -> str:
            "`tests/test_doc_tags.py` fails when this page is out of date or when a tag of a "
            "unit's page is cited on no line of one of the three paths (except the few listed, "
            "with their reasons, in that test).", "",
-           "For each tag: the reference line (`impl='reference'`, `minirnn/units/`), the Numba "
-           "kernel or host code that implements it on the CPU's fast path (`kernels/cpu/`), and "
-           "the CUDA function or host code on the GPU path (`kernels/cuda/`). A reference cell "
-           "shows the function and the line itself; search for the tag in the named function "
-           "to land on the line. Only explicit citations count: a range such as "
+           "For each tag: the reference line (`impl='reference'`, `minirnn/units/`); then, for "
+           "the CPU and for the GPU, the fast path's one time loop per unit (`kernels/units.py`, "
+           "the same code on both devices: products, input parts, weight gradients) and the "
+           "kernel it launches there: the Numba kernel (`kernels/cpu/gates.py`) or the CUDA "
+           "body (`kernels/cuda/gates.cuh`, behind the thin `__global__` wrapper of the same "
+           "name). A tag is thus read in at most five files: its page, the reference, the "
+           "loop and one kernel file per device. A reference cell shows the function and the "
+           "line itself; search for the tag in the named function to land on the line. Only "
+           "explicit citations count: a range such as "
            "`[LSTM-B1]..[LSTM-B6]` at a call site is a summary and is not listed.", ""]
     for unit in MAP_UNITS:
         cites = {p: citations(unit, p) for p in PATHS}

@@ -6,11 +6,13 @@
 2. The sources include no system header when compiled at run time (NVRTC has none).
 3. The per-element bodies in gates.cuh are compiled for the host (g++, else nvcc)
    into a shared library with one loop per kernel, generated from the parsed
-   kernel signatures (minirnn/kernels/cuda/emulation.py, with the cuBLAS stand-in).  The GPU units' own orchestration code
-   (minirnn.kernels.cuda.units: buffers, time loops, carries, GEMMs) then runs on
-   the CPU with NumPy GEMMs and those host loops, and must match the NumPy
-   reference units to 1e-12 in float64, for GRU, LSTM and Nested LSTM of depth
-   1..3.  The same for the Adam kernel against NumPy.
+   kernel signatures (tests/cuda_standin.py, with the cuBLAS and CuPy stand-ins).
+   The one time loop per unit (kernels/units.py) then runs on ``CupyBackend``
+   itself -- argument checks, GEMM plans, recording, graph capture and replay --
+   over those stand-ins, and must match the NumPy reference units to 1e-12 in
+   float64, for GRU, LSTM and Nested LSTM of depth 1..3; also with the compiler
+   free to contract into FMAs and flush denormals (as GPU compilers may).  The
+   same for the Adam kernel against NumPy.
    What only a GPU can confirm: tests/test_gpu.py (see docs/gpu.md).
 """
 from __future__ import annotations
@@ -23,10 +25,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minirnn.kernels.cuda import _source, cublas, emulation
-from minirnn.kernels.cuda.emulation import HostBackend, fake_blas, host_ptr
+import cuda_standin
+from cuda_standin import HostBackend, fake_blas, host_ptr
+from minirnn.kernels.cuda import _source, cublas
 from minirnn.kernels.cuda.adam import adam_step
-from minirnn.kernels.cuda.units import cuda_unit
+from minirnn.kernels.cuda._runtime import MAX_LOOPS
+from minirnn.kernels.units import fast_unit
 from minirnn.units import make_unit
 
 NVCC = shutil.which("nvcc")
@@ -37,7 +41,7 @@ needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found")
 # ------------------------------------------------------------------ nvcc compiles
 def _forced_instantiations(filename: str) -> str:
     lines = ["", "// forced instantiations: the name expressions the loader gives NVRTC"]
-    names = _source.name_expressions(filename)
+    names = _source.module(filename)[2]
     lines.append("void* minirnn_force_instantiation[] = {")
     lines += [f"    (void*)&{expr}," for expr in names]
     lines.append("};")
@@ -49,7 +53,7 @@ def _forced_instantiations(filename: str) -> str:
 @pytest.mark.parametrize("filename", _source.CU_FILES)
 def test_cu_source_compiles_with_nvcc(tmp_path, filename, arch):
     src = tmp_path / filename
-    src.write_text(_source.source_text(filename) + _forced_instantiations(filename))
+    src.write_text(_source.module(filename)[0] + _forced_instantiations(filename))
     out = tmp_path / (filename + ".cubin")
     proc = subprocess.run(
         [NVCC, "-std=c++17", f"-arch={arch}", "--cubin", "-Werror", "all-warnings", "-o", str(out), str(src)],
@@ -98,9 +102,21 @@ __global__ void k(int n, int H, const T* a, T* b)
 # ------------------------------------------------------------------- host harness
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    if emulation.harness_command(Path("x.cpp"), Path("x.so")) is None:
+    if cuda_standin.harness_command(Path("x.cpp"), Path("x.so")) is None:
         pytest.skip("no C++ compiler to build the host harness")
-    return emulation.build_harness(tmp_path_factory.mktemp("cuda_harness"))
+    return cuda_standin.build_harness(tmp_path_factory.mktemp("cuda_harness"))
+
+
+@pytest.fixture(scope="module")
+def contracted_harness(tmp_path_factory):
+    """The same bodies built with FMA contraction, run with denormals flushed to zero (x86)."""
+    if cuda_standin.harness_command(Path("x.cpp"), Path("x.so")) is None:
+        pytest.skip("no C++ compiler to build the host harness")
+    folder = tmp_path_factory.mktemp("cuda_harness_fma")
+    try:
+        return cuda_standin.build_harness(folder, cuda_standin.CONTRACTED, flush=True)
+    except RuntimeError:   # a compiler without -march=native: contraction alone
+        return cuda_standin.build_harness(folder, ("-ffp-contract=fast",), flush=True)
 
 
 def _close(a, b, tol):
@@ -128,10 +144,23 @@ def _random_problem(unit, T, B, dtype, seed):
 
 @pytest.mark.parametrize("name,depth,outer_tanh", UNIT_CASES)
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
-def test_gpu_orchestration_matches_reference_on_host(harness, name, depth, outer_tanh, dtype, tol):
+def test_gpu_loop_matches_reference_on_host(harness, name, depth, outer_tanh, dtype, tol):
+    _agrees_with_reference(harness, name, depth, outer_tanh, dtype, tol)
+
+
+# Contracted a*b+c rounds once instead of twice, so results change in their last bits
+# (measured on the development VM: largest error against the reference 3e-16 in float64,
+# 1.2e-7 in float32, as with the strict build); the tolerances are the strict test's.
+@pytest.mark.parametrize("name,depth,outer_tanh", UNIT_CASES)
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+def test_gpu_loop_matches_reference_with_fma_contraction(contracted_harness, name, depth, outer_tanh, dtype, tol):
+    _agrees_with_reference(contracted_harness, name, depth, outer_tanh, dtype, tol)
+
+
+def _agrees_with_reference(lib, name, depth, outer_tanh, dtype, tol):
     ref = make_unit(name, 5, 7, depth=depth, outer_tanh=outer_tanh)
-    be = HostBackend(harness)
-    fast = cuda_unit(ref, backend=be)
+    be = HostBackend(lib)
+    fast = fast_unit(ref, "gpu", be)
     assert fast.param_shapes() == ref.param_shapes() and fast.state_names == ref.state_names
     params, x, state0, dhs, dstate_T = _random_problem(ref, T=6, B=3, dtype=dtype, seed=1)
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
@@ -167,7 +196,7 @@ def test_gpu_orchestration_matches_reference_on_host(harness, name, depth, outer
 def test_two_live_forwards_keep_their_own_buffers(harness):
     """Two caches alive at once (e.g. two batches) must not share a workspace."""
     ref = make_unit("nlstm", 4, 5, depth=2)
-    fast = cuda_unit(ref, backend=HostBackend(harness))
+    fast = fast_unit(ref, "gpu", HostBackend(harness))
     pa, xa, sa, dha, _ = _random_problem(ref, T=5, B=2, dtype=np.float64, seed=2)
     _, xb, sb, dhb, _ = _random_problem(ref, T=7, B=2, dtype=np.float64, seed=3)
     hs_a, _, cache_a = fast.forward(pa, xa, sa)
@@ -209,89 +238,6 @@ def test_adam_kernel_matches_numpy_on_host(harness, dtype, tol):
 
 
 # ------------------------------------------------- the CUDA graph logic, on the host
-class _FakeGraph:
-    def __init__(self, ops):
-        self.ops = ops
-
-    def launch(self, stream=None):
-        for op in self.ops:
-            op()
-
-
-class _FakeStream:
-    """Stream capture stand-in: while capturing, the backend records work instead of running it."""
-
-    ptr = 12345
-
-    def __init__(self, backend, fail=False):
-        self.backend, self.fail = backend, fail
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def begin_capture(self):
-        lib = self.backend.blas.lib
-        assert lib.stream == self.ptr, "cuBLAS must be bound to the capturing stream first"
-        assert lib.workspace is not None, "cuBLAS must have a user workspace while capturing"
-        self.backend.captured_ops = []
-
-    def end_capture(self):
-        ops, self.backend.captured_ops = self.backend.captured_ops, None
-        if self.fail:
-            raise RuntimeError("capture invalidated\n(simulated)")
-        return _FakeGraph(ops)
-
-
-class RecordingBackend:
-    """_runtime.CupyBackend itself (recording, eager runs, capture, replay check,
-    argument checks, GEMM plans) with NumPy arrays, the host harness, the cuBLAS
-    stand-in, and a fake CuPy whose graphs replay the captured operations."""
-
-    def __new__(cls, lib, fail_capture=False):
-        import contextlib
-        import types
-
-        from minirnn.kernels.cuda._runtime import CupyBackend
-
-        class _Backend(CupyBackend):
-            def __init__(self):
-                self.host = HostBackend(lib)
-                self.captured_ops = None
-                self.kernel_ops = 0
-                self.max_blocks = 1
-                self._recording = None
-                self._blas = fake_blas()
-                self.workspace = np.empty(1024, np.uint8)
-                self._blas.set_workspace(self.workspace, self.workspace.ctypes.data, self.workspace.nbytes)
-                self._capture_stream = _FakeStream(self, fail_capture)
-                self.xp = np
-                self.cp = types.SimpleNamespace(
-                    ndarray=np.ndarray, allclose=np.allclose,
-                    cuda=types.SimpleNamespace(using_allocator=lambda fn: contextlib.nullcontext(),
-                                               get_current_stream=lambda: types.SimpleNamespace(ptr=0)))
-
-            def kernel_op(self, name, dtype, n, args, grid=None, block=256):
-                self.convert_args(name, dtype, n, args)  # the GPU's argument checks, on NumPy arrays
-                self.kernel_ops += 1
-                return lambda: self.host.launch(name, dtype, n, *args)
-
-            def _execute(self, ops):
-                if self.captured_ops is not None:
-                    self.captured_ops.extend(ops)
-                else:
-                    for op in ops:
-                        op()
-
-            @staticmethod
-            def ptr(a):
-                return a.ctypes.data
-
-        return _Backend()
-
-
 @pytest.fixture
 def graph_state():
     from minirnn.kernels.cuda import _runtime
@@ -306,7 +252,7 @@ def graph_state():
 @pytest.mark.parametrize("name,depth", [("gru", 1), ("lstm", 1), ("nlstm", 2)])
 def test_graph_capture_and_replay_logic(harness, graph_state, name, depth):
     ref = make_unit(name, 4, 6, depth=depth)
-    fast = cuda_unit(ref, backend=RecordingBackend(harness))
+    fast = fast_unit(ref, "gpu", HostBackend(harness))
     params, x, state0, dhs, dstate_T = _random_problem(ref, T=5, B=2, dtype=np.float64, seed=4)
     hs_r, _, c_r = ref.forward(params, x, state0)
     dp_r, dx_r, _ = ref.backward(params, c_r, dhs, dstate_T)
@@ -331,9 +277,26 @@ def test_graph_capture_and_replay_logic(harness, graph_state, name, depth):
     assert graph_state.graph_status()["replayed"] == after["replayed"]
 
 
+def test_recorded_loops_per_workspace_are_bounded(harness, graph_state):
+    """Every new length records (and later captures) a loop: a workspace keeps the MAX_LOOPS
+    most recently used, so lengths that come and go cannot pile up graphs."""
+    ref = make_unit("lstm", 3, 4)
+    fast = fast_unit(ref, "gpu", HostBackend(harness))
+    params, x, state0, dhs, _ = _random_problem(ref, T=16, B=2, dtype=np.float64, seed=9)
+    assert MAX_LOOPS == 8                                          # four lengths, forward and backward
+    for T in list(range(1, 12)) + [8, 12]:                         # all within one workspace (capacity 16)
+        hs, _, cache = fast.forward(params, x[:T], state0)
+        _close(hs, ref.forward(params, x[:T], state0)[0], 1e-12)
+        fast.backward(params, cache, dhs[:T])
+        ws = cache.ws
+        del cache
+    # 8 was used again after 9, so 9 is the least recently used length when 12 arrives.
+    assert list(ws.loops) == [(d, T) for T in (10, 11, 8, 12) for d in ("fwd", "bwd")]
+
+
 def test_failed_capture_falls_back_to_eager(harness, graph_state, caplog):
     ref = make_unit("lstm", 4, 6)
-    fast = cuda_unit(ref, backend=RecordingBackend(harness, fail_capture=True))
+    fast = fast_unit(ref, "gpu", HostBackend(harness, fail_capture=True))
     params, x, state0, dhs, _ = _random_problem(ref, T=5, B=2, dtype=np.float64, seed=5)
     hs_r, _, _ = ref.forward(params, x, state0)
     with caplog.at_level("WARNING", logger="minirnn.cuda"):
@@ -347,21 +310,31 @@ def test_failed_capture_falls_back_to_eager(harness, graph_state, caplog):
 
 
 def test_gpu_argument_checks_reject_bad_calls(harness):
-    be = RecordingBackend(harness)
+    be = HostBackend(harness)
     a = np.zeros((2, 4))
+    adam = _source.kernels()["adam_step"]
     with pytest.raises(TypeError, match="takes 8 arguments"):
         be.launch("lstm_fwd_step", np.float64, 2, 1, a)
     with pytest.raises(TypeError, match="float64"):
-        be.convert_args("adam_step", np.float64, 8, (a.astype(np.float32), a, a, a, 1.0, 0.9, 0.1, 0.9, 0.1, 1e-8))
+        adam.convert(np.float64, 8, (a.astype(np.float32), a, a, a, 1.0, 0.9, 0.1, 0.9, 0.1, 1e-8), np.ndarray)
     with pytest.raises(TypeError, match="not contiguous"):
-        be.convert_args("adam_step", np.float64, 8, (a.T, a, a, a, 1.0, 0.9, 0.1, 0.9, 0.1, 1e-8))
+        adam.convert(np.float64, 8, (a.T, a, a, a, 1.0, 0.9, 0.1, 0.9, 0.1, 1e-8), np.ndarray)
+    # A column block of a wider array (e.g. one gate's columns) is refused; a stack of
+    # contiguous level blocks (levels, rows, cols) passes as its first block's address.
+    with pytest.raises(TypeError, match="not contiguous"):
+        adam.convert(np.float64, 8, (np.zeros((2, 12))[:, 4:], a, a, a, 1, 1, 1, 1, 1, 1), np.ndarray)
+    levels = np.zeros((3, 5, 2, 4))[:, 1]
+    assert adam.convert(np.float64, 8, (levels, a, a, a, 1, 1, 1, 1, 1, 1), np.ndarray)[1].base is not None
 
 
-def test_recorded_loops_convert_arguments_once(harness, graph_state):
+def test_recorded_loops_convert_arguments_once(harness, graph_state, monkeypatch):
     """Launch arguments are checked and converted when a loop is recorded, not per run."""
+    conversions = []
+    convert = _source.Kernel.convert
+    monkeypatch.setattr(_source.Kernel, "convert", lambda self, *a: conversions.append(1) or convert(self, *a))
     ref = make_unit("nlstm", 4, 6, depth=2)
-    be = RecordingBackend(harness)
-    fast = cuda_unit(ref, backend=be)
+    be = HostBackend(harness)
+    fast = fast_unit(ref, "gpu", be)
     params, x, state0, dhs, _ = _random_problem(ref, T=5, B=2, dtype=np.float64, seed=6)
     graph_state.set_graphs(False)   # eager runs only: each one replays the recorded operations
     counts = []
@@ -369,13 +342,14 @@ def test_recorded_loops_convert_arguments_once(harness, graph_state):
         _, _, cache = fast.forward(params, x, state0)
         fast.backward(params, cache, dhs)
         del cache
-        counts.append(be.kernel_ops)
-    assert counts[0] > 0 and counts[1] == counts[0] and counts[2] == counts[0]
+        counts.append((len(conversions), be.launches[0]))
+    assert counts[0][0] > 0 and counts[1][0] == counts[0][0] and counts[2][0] == counts[0][0]
+    assert counts[2][1] == 3 * counts[0][1] > 0   # ... while every run launches
 
 
 def test_fallback_reason_is_one_line(harness, graph_state):
     ref = make_unit("gru", 4, 6)
-    fast = cuda_unit(ref, backend=RecordingBackend(harness, fail_capture=True))
+    fast = fast_unit(ref, "gpu", HostBackend(harness, fail_capture=True))
     params, x, state0, _, _ = _random_problem(ref, T=4, B=2, dtype=np.float64, seed=8)
     for _ in range(2):
         fast.forward(params, x, state0)
@@ -384,13 +358,68 @@ def test_fallback_reason_is_one_line(harness, graph_state):
 
 
 def test_eager_products_bind_cublas_to_the_current_stream(harness, graph_state):
-    be = RecordingBackend(harness)
+    be = HostBackend(harness)
     a, b = np.ones((3, 4)), np.ones((4, 5))
     out = np.empty((3, 5))
     be.blas.lib.stream = 999
     be.gemm(a, b, out)
     assert be.blas.lib.stream == 0 and be.blas.lib.pointer_mode == cublas.POINTER_MODE_HOST
     np.testing.assert_array_equal(out, a @ b)
+
+
+def test_two_threads_share_a_backend(harness, graph_state, monkeypatch):
+    """minirnn serve computes in several threads: what one thread records, and the cuBLAS
+    handle and stream it uses, are its own."""
+    import threading
+
+    monkeypatch.setattr(cublas, "load_cupy_cublas", lambda cupy: fake_blas(cupy.streams))
+    be = HostBackend(harness)
+    be._blas = None                       # one cuBLAS per thread, as on a GPU
+    a, b = np.arange(12.0).reshape(3, 4), np.ones((4, 5))
+    out_main, out_other = np.zeros((3, 5)), np.zeros((3, 5))
+    started, done, handles = threading.Event(), threading.Event(), {}
+
+    def other():
+        started.wait()
+        be.gemm(a, b, out_other)          # eager, while the main thread is recording
+        handles["other"] = be.blas
+        done.set()
+
+    def loop():
+        started.set()
+        done.wait()
+        be.gemm(a, b, out_main)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    ops = be.record(loop)
+    thread.join()
+    handles["main"] = be.blas
+    assert len(ops) == 1 and not out_main.any()      # recorded, not run
+    np.testing.assert_array_equal(out_other, a @ b)  # run at once, not recorded by the other thread
+    assert handles["main"] is not handles["other"]
+    ops[0]()
+    np.testing.assert_array_equal(out_main, a @ b)
+    # Both threads train their own unit on the shared backend at the same time.
+    results = {}
+
+    def train(name):
+        ref = make_unit(name, 4, 5)
+        fast = fast_unit(ref, "gpu", be)
+        params, x, state0, dhs, _ = _random_problem(ref, T=5, B=2, dtype=np.float64, seed=10)
+        dp_r = ref.backward(params, ref.forward(params, x, state0)[2], dhs)[0]
+        for _ in range(4):
+            _, _, cache = fast.forward(params, x, state0)
+            dp = fast.backward(params, cache, dhs)[0]
+            del cache
+        results[name] = max(float(np.max(np.abs(dp[k] - dp_r[k]))) for k in dp)
+
+    threads = [threading.Thread(target=train, args=(n,)) for n in ("lstm", "gru")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.keys() == {"lstm", "gru"} and max(results.values()) <= 1e-12
 
 
 # ----------------------------------------------------------- cuBLAS plans on the host
@@ -440,7 +469,7 @@ def test_gemm_compute_types():
 
 
 def test_tf32_products_differ_from_fp32_by_tf32_rounding():
-    from minirnn.kernels.cuda.emulation import tf32_round
+    from cuda_standin import tf32_round
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((16, 64)).astype(np.float32)
@@ -482,7 +511,7 @@ def test_softmax_xent_launch_uses_the_kernels_block_size():
 @pytest.fixture
 def host_gpu(harness):
     """Model(device="gpu", impl="fast") with NumPy standing in for CuPy: the model, the
-    CudaUnits, their GEMM plans (cuBLAS stand-in) and the host-compiled kernel bodies."""
+    fast units on CupyBackend, their GEMM plans (cuBLAS stand-in) and the host-compiled kernel bodies."""
     backend = HostBackend(harness)
     seen = []
     run_loop = backend.run_loop
@@ -493,20 +522,20 @@ def host_gpu(harness):
 
     backend.run_loop = recording_run_loop
     backend.seen = seen
-    with emulation.emulated_gpu(backend):
+    with cuda_standin.emulated_gpu(backend):
         yield backend
 
 
 @pytest.mark.parametrize("unit,layers,depth", [("gru", 2, 1), ("lstm", 2, 1), ("nlstm", 1, 2), ("nlstm", 2, 3)])
 def test_gpu_model_path_matches_reference_on_host(host_gpu, unit, layers, depth):
-    from minirnn.kernels.cuda import CudaUnit
+    from minirnn.kernels.units import FastUnit
     from minirnn.model import Model
 
     kw = dict(unit=unit, hidden=6, layers=layers, depth=depth, input_vocab=28, output_vocab=30, seed=3,
               dtype="float64")
     ref = Model(device="cpu", impl="reference", **kw)
     gpu = Model(device="gpu", impl="fast", **kw)
-    assert all(isinstance(u, CudaUnit) for u in gpu.units + [gpu.folded_first_unit])
+    assert all(isinstance(u, FastUnit) and u.backend is host_gpu for u in gpu.units + [gpu.folded_first_unit])
     assert gpu.units[0].input_kernels == ref.units[0].input_kernels != ()
     rng = np.random.default_rng(0)
     source, target = rng.integers(1, 28, (3, 7)), rng.integers(0, 30, (3, 7))

@@ -56,11 +56,11 @@ def _problem(unit, T, B, seed):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("name,depth,outer_tanh", UNIT_CASES)
 def test_cuda_unit_matches_cpu_reference(cp, graphs, name, depth, outer_tanh, dtype, use_graphs):
-    from minirnn.kernels.cuda import cuda_unit
+    from minirnn.kernels.units import fast_unit
 
     graphs(use_graphs)
     ref = make_unit(name, 24, 32, depth=depth, outer_tanh=outer_tanh)
-    fast = cuda_unit(ref)
+    fast = fast_unit(ref, "gpu")
     params, x, state0, dhs, dstate_T = _problem(ref, T=13, B=5, seed=7)
     hs_r, st_r, cache_r = ref.forward(params, x, state0)
     dp_r, dx_r, ds_r = ref.backward(params, cache_r, dhs, dstate_T)
@@ -96,11 +96,12 @@ def test_cuda_unit_matches_cpu_reference(cp, graphs, name, depth, outer_tanh, dt
 
 def test_cuda_graphs_are_captured_and_replayed(cp, graphs):
     """Fails (with the reason) if capture fell back to eager launches on this GPU."""
-    from minirnn.kernels.cuda import cuda_unit, graph_status
+    from minirnn.kernels.cuda import graph_status
+    from minirnn.kernels.units import fast_unit
 
     graphs(True)
     ref = make_unit("nlstm", 16, 16, depth=2)
-    fast = cuda_unit(ref)
+    fast = fast_unit(ref, "gpu")
     params, x, state0, dhs, _ = _problem(ref, T=9, B=3, seed=3)
     gp = {k: cp.asarray(v) for k, v in params.items()}
     before = graph_status()
@@ -116,11 +117,11 @@ def test_cuda_graphs_are_captured_and_replayed(cp, graphs):
 
 def test_new_weight_arrays_are_picked_up_by_graphs(cp, graphs):
     """A graph bakes in addresses: replacing the parameter arrays must not reuse stale ones."""
-    from minirnn.kernels.cuda import cuda_unit
+    from minirnn.kernels.units import fast_unit
 
     graphs(True)
     ref = make_unit("lstm", 8, 8)
-    fast = cuda_unit(ref)
+    fast = fast_unit(ref, "gpu")
     params, x, state0, _, _ = _problem(ref, T=6, B=2, seed=5)
     gx, gs = cp.asarray(x), tuple(cp.asarray(s) for s in state0)
     gp = {k: cp.asarray(v) for k, v in params.items()}

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minirnn.kernels.cuda import _runtime, _source
+from minirnn.kernels.cuda import _source
 
 from cuda_wheels import wheel_file
 
@@ -67,7 +67,7 @@ def compile_like_cupy(monkeypatch, source: str, names, arch: str):
     monkeypatch.setattr(compiler.nvrtc, "compileProgram", compile_program)
     log = io.StringIO()
     try:
-        cubin, mapping = compiler.compile_using_nvrtc(source, _runtime.NVRTC_OPTIONS + ("-ftz=true",), arch=arch,
+        cubin, mapping = compiler.compile_using_nvrtc(source, _source.NVRTC_OPTIONS + ("-ftz=true",), arch=arch,
                                                       name_expressions=list(names), log_stream=log)
     finally:
         monkeypatch.undo()
@@ -114,9 +114,9 @@ def test_cupy_still_adds_the_options_this_test_adds_by_hand():
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("filename", _source.CU_FILES)
 def test_kernels_compile_as_the_runtime_compiles_them(monkeypatch, tmp_path, filename, arch):
-    names = _source.name_expressions(filename)
-    cubin, mapping, ptx, options, log = compile_like_cupy(monkeypatch, _source.source_text(filename), names, arch)
-    assert f"-arch=sm_{arch}" in options and "-ftz=true" in options and set(_runtime.NVRTC_OPTIONS) <= set(options)
+    text, _, names = _source.module(filename)           # what the runtime hands NVRTC
+    cubin, mapping, ptx, options, log = compile_like_cupy(monkeypatch, text, names, arch)
+    assert f"-arch=sm_{arch}" in options and "-ftz=true" in options and set(_source.NVRTC_OPTIONS) <= set(options)
     assert log.strip() == "", log                           # NVRTC said nothing: no warning
     # The launcher asks for instance_name(kernel, dtype): each must lower to that template instance.
     kernels = [k for k in _source.kernels().values() if k.file == filename]
@@ -154,8 +154,7 @@ __global__ void uses_local(int n, T* out)
 @needs_nvrtc
 @needs_ptxas
 def test_the_checks_catch_broken_kernels(monkeypatch, tmp_path):
-    source = _source.source_text("adam.cu")
-    names = _source.name_expressions("adam.cu")
+    source, _, names = _source.module("adam.cu")
     # a kernel that does not compile
     with pytest.raises(COMPILER.CompileException, match="undefined"):
         compile_like_cupy(monkeypatch, source.replace("adam_step_elem<T>(", "adam_step_elemm<T>(", 1), names, "90")

@@ -164,82 +164,78 @@ def _sigmoid_ov(z):
 
 
 # ============================================================================ GRU
-# Column layout of the GRU's per-step blocks (width 3H): [r | u | c].
+# Every kernel below takes the argument list of the CUDA kernel of the same name
+# (kernels/cuda/*.cu) after its element count n = B*H, so that the one time loop of
+# kernels/units.py launches both.  Column layout of the GRU's per-step blocks
+# (width 3H): [r | u | c]; ru (B, 2H) = [r | u].
 
 
 @njit(**JIT)
-def gru_fwd_gates(zx, zh, h, g_out, rh_out):
+def gru_fwd_gates(H, zx_t, zrg, h_prev, ru_t, rh_t):
     """Gates r, u and the reset state r*h of one step.
 
-    zx  (B, 3H)  x_t W_x + [b_g, b_c] (input part, all steps precomputed)
-    zh  (B, 2H)  h_{t-1} W_g[I:]
-    h   (B, H)   h_{t-1}
-    g_out (B, 2H) <- [r | u];  rh_out (B, H) <- r * h
+    zx_t (B, 3H) = x_t W_x + [b_g, b_c] (input part, all steps precomputed)
+    zrg (B, 2H) = h_{t-1} W_g[I:];  h_prev (B, H)
+    ru_t (B, 2H) <- [r | u];  rh_t (B, H) <- r * h
     """
-    B, H = h.shape
+    B = h_prev.shape[0]
     for b in range(B):
         for j in range(2 * H):
-            g_out[b, j] = sigmoid_(zx[b, j] + zh[b, j])          # [GRU-F1], [GRU-F2]
+            ru_t[b, j] = sigmoid_(zx_t[b, j] + zrg[b, j])          # [GRU-F1], [GRU-F2]
         for j in range(H):
-            rh_out[b, j] = g_out[b, j] * h[b, j]                 # r * h, the input of [GRU-F3]
+            rh_t[b, j] = ru_t[b, j] * h_prev[b, j]                 # r * h, the input of [GRU-F3]
 
 
 @njit(**JIT)
-def gru_fwd_cand(zx, zc, g, h, c_out, h_out):
-    """Candidate and new state of one step.
-
-    zx (B, 3H) as above (columns 2H: are x_t W_c[:I] + b_c);  zc (B, H) = (r*h) W_c[I:]
-    g (B, 2H) = [r | u];  h (B, H) = h_{t-1};  c_out <- c;  h_out <- h_t
-    """
-    B, H = h.shape
-    one = const_(zx[0, 0], 1.0)
+def gru_fwd_cand(H, zx_t, zrc, ru_t, h_prev, cand_t, h_next):
+    """Candidate and new state of one step: zrc (B, H) = (r*h) W_c[I:]; cand_t <- c; h_next <- h_t."""
+    B = h_prev.shape[0]
+    one = const_(zx_t[0, 0], 1.0)
     for b in range(B):
         for j in range(H):
-            c = tanh_(zx[b, 2 * H + j] + zc[b, j])                # [GRU-F3], [GRU-F4]
-            u = g[b, H + j]
-            c_out[b, j] = c
-            h_out[b, j] = u * h[b, j] + (one - u) * c            # [GRU-F5]
+            c = tanh_(zx_t[b, 2 * H + j] + zrc[b, j])             # [GRU-F3], [GRU-F4]
+            u = ru_t[b, H + j]
+            cand_t[b, j] = c
+            h_next[b, j] = u * h_prev[b, j] + (one - u) * c       # [GRU-F5]
 
 
 @njit(**JIT)
-def gru_bwd_cand(dh_out, dhc_part, dhc_mat, g, c, h_prev, dh, da):
+def gru_bwd_cand(H, dhs_t, dhc_part, dhc_mat, ru_t, cand_t, h_prev, dh, da_t):
     """First half of one backward step: dh, da_c and the u-part of da_g.
 
-    dh_out (B, H)   dL/dh_t from the layer above (dhs[t])
-    dhc_part, dhc_mat (B, H)  the carried gradient from step t+1 in two parts,
-                    dh*u + drh*r and da_g W_g[I:]^T; their sum is dh_carry
-    g (B, 2H) = [r | u];  c, h_prev (B, H)
-    dh (B, H) <- dL/dh_t (total);  da (B, 3H) <- columns H:2H (da_u) and 2H:3H (da_c)
+    dhc_part, dhc_mat (B, H): the carried gradient from step t+1 in two parts,
+    dh*u + drh*r and da_g W_g[I:]^T; their sum is dh_carry ([GRU-B11])
+    dh (B, H) <- dL/dh_t (total);  da_t (B, 3H) <- columns H:2H (da_u) and 2H:3H (da_c)
     """
-    B, H = c.shape
-    one = const_(c[0, 0], 1.0)
+    B = h_prev.shape[0]
+    one = const_(h_prev[0, 0], 1.0)
     for b in range(B):
         for j in range(H):
-            d = dh_out[b, j] + (dhc_part[b, j] + dhc_mat[b, j])  # [GRU-B1] (carry: [GRU-B11])
-            u = g[b, H + j]
-            cc = c[b, j]
+            d = dhs_t[b, j] + (dhc_part[b, j] + dhc_mat[b, j])    # [GRU-B1] (carry: [GRU-B11])
+            u = ru_t[b, H + j]
+            cc = cand_t[b, j]
             dh[b, j] = d
             dc = d * (one - u)                                   # [GRU-B2]
             du = d * (h_prev[b, j] - cc)                         # [GRU-B3]
-            da[b, 2 * H + j] = dc * (one - cc * cc)              # [GRU-B4]
-            da[b, H + j] = du * u * (one - u)                    # [GRU-B8] (u half)
+            da_t[b, 2 * H + j] = dc * (one - cc * cc)            # [GRU-B4]
+            da_t[b, H + j] = du * u * (one - u)                  # [GRU-B8] (u half)
 
 
 @njit(**JIT)
-def gru_bwd_reset(drh, h_prev, g, dh, da, dhc_part):
+def gru_bwd_reset(H, drh, dh, ru_t, h_prev, da_t, dhc_part):
     """Second half: the r-part of da_g and the elementwise part of the carry.
 
-    drh (B, H) = da_c W_c[I:]^T   ([GRU-B6])
-    da (B, 3H) <- columns :H (da_r);  dhc_part (B, H) <- dh*u + drh*r
+    drh (B, H) = da_c W_c[I:]^T ([GRU-B6]);  da_t (B, 3H) <- columns :H (da_r)
+    dhc_part (B, H) <- dh*u + drh*r
     """
-    B, H = dh.shape
-    one = const_(dh[0, 0], 1.0)
+    B = h_prev.shape[0]
+    one = const_(h_prev[0, 0], 1.0)
     for b in range(B):
         for j in range(H):
-            r = g[b, j]
+            r = ru_t[b, j]
             dr = drh[b, j] * h_prev[b, j]                        # [GRU-B7]
-            da[b, j] = dr * r * (one - r)                        # [GRU-B8] (r half)
-            dhc_part[b, j] = dh[b, j] * g[b, H + j] + drh[b, j] * r  # [GRU-B11] (elementwise part)
+            da_t[b, j] = dr * r * (one - r)                      # [GRU-B8] (r half)
+            dhc_part[b, j] = dh[b, j] * ru_t[b, H + j] + drh[b, j] * r  # [GRU-B11] (elementwise part)
 
 
 # =========================================================================== LSTM
@@ -247,172 +243,183 @@ def gru_bwd_reset(drh, h_prev, g, dh, da, dhc_part):
 
 
 @njit(**JIT)
-def lstm_fwd_step(zx, zh, c_prev, gates, c_out, tc_out, h_out):
+def lstm_fwd_step(H, zx_t, zr, c_prev, gates_t, c_next, tc_t, h_next):
     """One LSTM step after the recurrent product.
 
-    zx (B, 4H) = x_t W[:I] + b;  zh (B, 4H) = h_{t-1} W[I:];  c_prev (B, H)
-    gates (B, 4H) <- [sig(i) | tanh(j) | sig(f+1) | sig(o)];  c_out, tc_out, h_out (B, H)
+    zx_t (B, 4H) = x_t W[:I] + b;  zr (B, 4H) = h_{t-1} W[I:];  c_prev (B, H)
+    gates_t (B, 4H) <- [sig(i) | tanh(j) | sig(f+1) | sig(o)];  c_next, tc_t, h_next (B, H)
     """
-    B, H = c_prev.shape
-    one = const_(zx[0, 0], 1.0)
+    B = c_prev.shape[0]
+    one = const_(zx_t[0, 0], 1.0)
     # One transcendental per inner loop: LLVM then inlines and vectorises each loop.
     for b in range(B):
         for j in range(H):
-            gates[b, j] = sigmoid_(zx[b, j] + zh[b, j])                       # [LSTM-F1], [LSTM-F2]
+            gates_t[b, j] = sigmoid_(zx_t[b, j] + zr[b, j])                     # [LSTM-F1], [LSTM-F2]
         for j in range(H, 2 * H):
-            gates[b, j] = tanh_(zx[b, j] + zh[b, j])                          # [LSTM-F2]
+            gates_t[b, j] = tanh_(zx_t[b, j] + zr[b, j])                        # [LSTM-F2]
         for j in range(2 * H, 3 * H):
-            gates[b, j] = sigmoid_((zx[b, j] + zh[b, j]) + one)               # [LSTM-F2]
+            gates_t[b, j] = sigmoid_((zx_t[b, j] + zr[b, j]) + one)             # [LSTM-F2]
         for j in range(3 * H, 4 * H):
-            gates[b, j] = sigmoid_(zx[b, j] + zh[b, j])                       # [LSTM-F2]
+            gates_t[b, j] = sigmoid_(zx_t[b, j] + zr[b, j])                     # [LSTM-F2]
         for j in range(H):
-            c = gates[b, 2 * H + j] * c_prev[b, j] + gates[b, j] * gates[b, H + j]  # [LSTM-F3]
+            c = gates_t[b, 2 * H + j] * c_prev[b, j] + gates_t[b, j] * gates_t[b, H + j]  # [LSTM-F3]
             tc = tanh_(c)
-            c_out[b, j] = c
-            tc_out[b, j] = tc
-            h_out[b, j] = tc * gates[b, 3 * H + j]                            # [LSTM-F4]
+            c_next[b, j] = c
+            tc_t[b, j] = tc
+            h_next[b, j] = tc * gates_t[b, 3 * H + j]                           # [LSTM-F4]
 
 
 @njit(**JIT)
-def lstm_bwd_step(dh_out, dh_carry, dc_carry, gates, tc, c_prev, dz):
+def lstm_bwd_step(H, dhs_t, dh_carry, dc_carry, gates_t, tc_t, c_prev, dz_t):
     """One LSTM backward step up to the recurrent product.
 
-    dh_out (B, H) = dhs[t];  dh_carry (B, H) = dz_{t+1} W[I:]^T;  dc_carry (B, H) in/out
-    dz (B, 4H) <- pre-activation gradient of step t
+    dh_carry (B, H) = dz_{t+1} W[I:]^T;  dc_carry (B, H) in/out;  dz_t (B, 4H) <- pre-activation gradient
     """
-    B, H = tc.shape
-    one = const_(tc[0, 0], 1.0)
+    B = c_prev.shape[0]
+    one = const_(tc_t[0, 0], 1.0)
     for b in range(B):
         for j in range(H):
-            ig = gates[b, j]
-            g = gates[b, H + j]
-            fg = gates[b, 2 * H + j]
-            og = gates[b, 3 * H + j]
-            t = tc[b, j]
-            dh = dh_out[b, j] + dh_carry[b, j]                    # [LSTM-B1]
+            ig = gates_t[b, j]
+            g = gates_t[b, H + j]
+            fg = gates_t[b, 2 * H + j]
+            og = gates_t[b, 3 * H + j]
+            t = tc_t[b, j]
+            dh = dhs_t[b, j] + dh_carry[b, j]                     # [LSTM-B1]
             do = dh * t                                           # [LSTM-B2]
             dc = dc_carry[b, j] + dh * og * (one - t * t)         # [LSTM-B3]
             df = dc * c_prev[b, j]                                # [LSTM-B4]
             di = dc * g                                           # [LSTM-B4]
             dg = dc * ig                                          # [LSTM-B4]
             dc_carry[b, j] = dc * fg                              # [LSTM-B5]
-            dz[b, j] = di * ig * (one - ig)                       # [LSTM-B6]
-            dz[b, H + j] = dg * (one - g * g)                     # [LSTM-B6]
-            dz[b, 2 * H + j] = df * fg * (one - fg)               # [LSTM-B6]
-            dz[b, 3 * H + j] = do * og * (one - og)               # [LSTM-B6]
+            dz_t[b, j] = di * ig * (one - ig)                     # [LSTM-B6]
+            dz_t[b, H + j] = dg * (one - g * g)                   # [LSTM-B6]
+            dz_t[b, 2 * H + j] = df * fg * (one - fg)             # [LSTM-B6]
+            dz_t[b, 3 * H + j] = do * og * (one - og)             # [LSTM-B6]
 
 
 # ==================================================================== Nested LSTM
 # Per level the gate block (B, 4H) holds [sig(i) | g | sig(f+1) | sig(o)], g = tanh(j)
 # or j (level 0 without outer_tanh).  The level input block cat (B, 2H) is [a | b].
+# Arguments covering every level of one step are (D, B, .) blocks (kernels/units.py
+# FastNestedLSTM); the CUDA kernels reach level k through the level distances lvl_*
+# (in elements), which these kernels, indexing [k], do not need.
 
 
 @njit(**JIT)
-def nlstm_fwd_gates(zh, zadd, c_old, gates, out, inner, cand_tanh):
-    """Gates of one level, handing (a_{k+1}, b_{k+1}) down (or closing the innermost memory).
+def nlstm_fwd_gates(H, cand_tanh, has_next, add, add_rows, zr, c_old, gates_t, cat_next_t):
+    """Gates of one level; hands [a_{k+1} | b_{k+1}] down when ``has_next``.
 
-    zh (B, 4H) = the level's matrix product;  zadd (B, 4H) = the rest of [NLSTM-F1]
-    (level 0: x_t W0[:I] + b0; level k >= 1: b_k broadcast over rows)
-    c_old (B, H) = c_k of the previous step;  gates (B, 4H) <- this level's gates
-    out: inner=False -> (B, 2H) <- [a_{k+1} | b_{k+1}] (the next level's cat);
-         inner=True  -> (B, H)  <- c_{D-1}' = b_D + a_D
+    zr (B, 4H) = the level's matrix product;  add = the rest of [NLSTM-F1]: level 0
+    the input part x_t W0[:I] + b0 (B, 4H), add_rows = 1; level k >= 1 its bias b_k (4H,), add_rows = 0
+    c_old (B, H) = c_k of the previous step;  gates_t (B, 4H) <- this level's gates
+    cat_next_t (B, 2H) <- [a_{k+1} | b_{k+1}] (unused by the innermost level)
     """
-    B, H = c_old.shape
-    one = const_(zh[0, 0], 1.0)
+    B = c_old.shape[0]
+    one = const_(zr[0, 0], 1.0)
+    rows = add.reshape((-1, 4 * H))
     # One transcendental per inner loop: LLVM then inlines and vectorises each loop.
     for b in range(B):
+        a = rows[b if add_rows else 0]
         for j in range(H):
-            gates[b, j] = sigmoid_(zh[b, j] + zadd[b, j])                     # [NLSTM-F1], [NLSTM-F2]
+            gates_t[b, j] = sigmoid_(zr[b, j] + a[j])                          # [NLSTM-F1], [NLSTM-F2]
         if cand_tanh:
             for j in range(H, 2 * H):
-                gates[b, j] = tanh_(zh[b, j] + zadd[b, j])                    # [NLSTM-F1], [NLSTM-F5]
+                gates_t[b, j] = tanh_(zr[b, j] + a[j])                         # [NLSTM-F1], [NLSTM-F5]
         else:
             for j in range(H, 2 * H):
-                gates[b, j] = zh[b, j] + zadd[b, j]                           # [NLSTM-F1], [NLSTM-F5]
+                gates_t[b, j] = zr[b, j] + a[j]                                # [NLSTM-F1], [NLSTM-F5]
         for j in range(2 * H, 3 * H):
-            gates[b, j] = sigmoid_((zh[b, j] + zadd[b, j]) + one)             # [NLSTM-F1], [NLSTM-F3]
+            gates_t[b, j] = sigmoid_((zr[b, j] + a[j]) + one)                  # [NLSTM-F1], [NLSTM-F3]
         for j in range(3 * H, 4 * H):
-            gates[b, j] = sigmoid_(zh[b, j] + zadd[b, j])                     # [NLSTM-F1], [NLSTM-F4]
-        if inner:
+            gates_t[b, j] = sigmoid_(zr[b, j] + a[j])                          # [NLSTM-F1], [NLSTM-F4]
+        if has_next:
             for j in range(H):
-                bb = gates[b, 2 * H + j] * c_old[b, j]                        # [NLSTM-F6]
-                aa = gates[b, j] * gates[b, H + j]                            # [NLSTM-F7]
-                out[b, j] = bb + aa                                           # [NLSTM-F8]
-        else:
-            for j in range(H):
-                out[b, j] = gates[b, j] * gates[b, H + j]                     # a_{k+1}  [NLSTM-F7]
-                out[b, H + j] = gates[b, 2 * H + j] * c_old[b, j]             # b_{k+1}  [NLSTM-F6]
+                cat_next_t[b, j] = gates_t[b, j] * gates_t[b, H + j]           # a_{k+1}  [NLSTM-F7]
+                cat_next_t[b, H + j] = gates_t[b, 2 * H + j] * c_old[b, j]     # b_{k+1}  [NLSTM-F6]
 
 
 @njit(**JIT)
-def nlstm_fwd_out(t, G, C, TC, Hs):
-    """Inside-out pass of step t: tanh of each new memory, level outputs, the unit output.
+def nlstm_fwd_out(H, depth, lvl_gates, lvl_state, lvl_tc, gates_t, c_old, c_new, tc_t, h_next):
+    """Inside-out pass of one step: the innermost memory, then every level's output.
 
-    G (D, T, B, 4H) gates;  C (D, T+1, B, H) memories, C[D-1, t+1] already holds the
-    innermost new memory;  TC (D, T, B, H) <- tanh(c_k');  Hs (T+1, B, H): Hs[t+1] <- h'
+    gates_t (D, B, 4H);  c_old, c_new, tc_t (D, B, H): c_k before / after the step, tanh(c_k')
+    h_next (B, H) <- h' (the output of level 0)
     """
-    D = G.shape[0]
-    B, H = C.shape[2], C.shape[3]
-    for k in range(D - 1, -1, -1):
-        for b in range(B):
-            for j in range(H):
-                tc = tanh_(C[k, t + 1, b, j])
-                TC[k, t, b, j] = tc
-                hk = tc * G[k, t, b, 3 * H + j]                             # [NLSTM-F9]
-                if k > 0:
-                    C[k - 1, t + 1, b, j] = hk                              # [NLSTM-F10]
-                else:
-                    Hs[t + 1, b, j] = hk                                    # [NLSTM-F11]
-
-
-@njit(**JIT)
-def nlstm_bwd_out(t, dh_out, dh_carry, dc_carry, G, TC, DZ, dinner):
-    """Outside-in pass of backward step t through the level outputs.
-
-    dh_out (B, H) = dhs[t];  dh_carry (B, H) = dz0_{t+1} W0[I:]^T;  dc_carry (D, B, H)
-    DZ (D, T, B, 4H): the o columns of every level <- d(pre-activation of o)
-    dinner (B, H) <- dc_{D-1}' (= da_D = db_D, [NLSTM-B5])
-    """
-    D = G.shape[0]
-    B, H = dh_out.shape
-    one = const_(dh_out[0, 0], 1.0)
+    B = h_next.shape[0]
+    inner = depth - 1
+    g = gates_t[inner]
+    c = c_new[inner]
     for b in range(B):
         for j in range(H):
-            dinner[b, j] = dh_out[b, j] + dh_carry[b, j]                    # [NLSTM-B1]
-    for k in range(D):
+            bb = g[b, 2 * H + j] * c_old[inner, b, j]                          # [NLSTM-F6]
+            aa = g[b, j] * g[b, H + j]                                         # [NLSTM-F7]
+            c[b, j] = bb + aa                                                  # [NLSTM-F8]
+    for k in range(inner, -1, -1):
+        g = gates_t[k]
         for b in range(B):
             for j in range(H):
-                dh = dinner[b, j]
-                tc = TC[k, t, b, j]
-                so = G[k, t, b, 3 * H + j]
-                DZ[k, t, b, 3 * H + j] = dh * tc * so * (one - so)          # [NLSTM-B2]
-                dinner[b, j] = dc_carry[k, b, j] + dh * so * (one - tc * tc)  # [NLSTM-B3], [NLSTM-B4]
+                tc = tanh_(c_new[k, b, j])
+                tc_t[k, b, j] = tc
+                hk = tc * g[b, 3 * H + j]                                      # [NLSTM-F9]
+                if k > 0:
+                    c_new[k - 1, b, j] = hk                                    # [NLSTM-F10]
+                else:
+                    h_next[b, j] = hk                                          # [NLSTM-F11]
 
 
-@njit(**JIT)
-def nlstm_bwd_level(dab, off, gates, c_old, dz, dc_carry, cand_tanh):
-    """Backward through one level's gates, given the gradients of (a_{k+1}, b_{k+1}).
-
-    dab: da_{k+1} = dab[:, :H], db_{k+1} = dab[:, off:off+H]
-         (innermost: dab = dinner, off = 0; else dab = the (B, 2H) dcat of level k+1)
-    gates (B, 4H), c_old (B, H) = c_k of the previous step
-    dz (B, 4H) <- columns i, j, f (o was written by nlstm_bwd_out)
-    dc_carry (B, H) <- dc_k for step t-1
-    """
-    B, H = c_old.shape
+@njit(inline="always")
+def _nlstm_level_backward(H, cand_tanh, dab, off, gates, c_old, dz, dc_carry):
+    """Backward through one level's gates, given the gradients of what it handed down,
+    da = dab[:, :H] and db = dab[:, off:off+H]; writes its dz columns i, j, f and its
+    carried memory gradient.  (Offsets, not column slices: a slice would be a strided
+    array, which LLVM does not vectorise.)"""
+    B = c_old.shape[0]
     one = const_(c_old[0, 0], 1.0)
     for b in range(B):
         for j in range(H):
-            da = dab[b, j]
-            db = dab[b, off + j]
             si = gates[b, j]
             g = gates[b, H + j]
             sf = gates[b, 2 * H + j]
-            dz[b, j] = da * g * si * (one - si)                             # [NLSTM-B6], [NLSTM-B11]
-            dg = da * si                                                    # [NLSTM-B7]
-            dz[b, H + j] = dg * (one - g * g) if cand_tanh else dg          # [NLSTM-B8], [NLSTM-B11]
-            dz[b, 2 * H + j] = db * c_old[b, j] * sf * (one - sf)           # [NLSTM-B9], [NLSTM-B11]
-            dc_carry[b, j] = db * sf                                        # [NLSTM-B10]
+            da = dab[b, j]
+            db = dab[b, off + j]
+            dz[b, j] = da * g * si * (one - si)                                # [NLSTM-B6], [NLSTM-B11]
+            dg = da * si                                                       # [NLSTM-B7]
+            dz[b, H + j] = dg * (one - g * g) if cand_tanh else dg             # [NLSTM-B8], [NLSTM-B11]
+            dz[b, 2 * H + j] = db * c_old[b, j] * sf * (one - sf)              # [NLSTM-B9], [NLSTM-B11]
+            dc_carry[b, j] = db * sf                                           # [NLSTM-B10]
+
+
+@njit(**JIT)
+def nlstm_bwd_out(H, depth, cand_tanh_inner, lvl_gates, lvl_state, lvl_tc, lvl_carry, lvl_dz, dhs_t, dh_carry,
+                  dc_carry, gates_t, tc_t, c_old, dz_t):
+    """Outside-in through every level's output, then the innermost level's gates.
+
+    dh_carry (B, H) = dz0_{t+1} W0[I:]^T;  dc_carry (D, B, H) in/out;  gates_t, dz_t (D, B, 4H);
+    tc_t, c_old (D, B, H).  Writes the o columns of every level's dz and the innermost level's rest.
+    """
+    B = dhs_t.shape[0]
+    one = const_(dhs_t[0, 0], 1.0)
+    dinner = np.empty((B, H), dtype=dhs_t.dtype)
+    for b in range(B):
+        for j in range(H):
+            dinner[b, j] = dhs_t[b, j] + dh_carry[b, j]                        # [NLSTM-B1]
+    for k in range(depth):
+        for b in range(B):
+            for j in range(H):
+                dh = dinner[b, j]
+                tc = tc_t[k, b, j]
+                so = gates_t[k, b, 3 * H + j]
+                dz_t[k, b, 3 * H + j] = dh * tc * so * (one - so)              # [NLSTM-B2]
+                dinner[b, j] = dc_carry[k, b, j] + dh * so * (one - tc * tc)   # [NLSTM-B3], [NLSTM-B4]
+    inner = depth - 1                                                          # da_D = db_D = dc_{D-1}'  [NLSTM-B5]
+    _nlstm_level_backward(H, cand_tanh_inner, dinner, 0, gates_t[inner], c_old[inner], dz_t[inner],
+                          dc_carry[inner])
+
+
+@njit(**JIT)
+def nlstm_bwd_level(H, cand_tanh, dcat, gates_t, c_old, dz_t, dc_carry_k):
+    """Level k < D-1: dcat (B, 2H) = dz_{k+1} W_{k+1}^T = [da_{k+1} | db_{k+1}]  [NLSTM-B13]."""
+    _nlstm_level_backward(H, cand_tanh, dcat, H, gates_t, c_old, dz_t, dc_carry_k)
 
 
 # ================================================= softmax cross-entropy (dense layer)

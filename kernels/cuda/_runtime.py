@@ -3,12 +3,14 @@
 Imported only when the GPU is used; ``import cupy`` happens in ``get_backend``.
 
 * Compiling: each .cu file becomes one ``cupy.RawModule`` (NVRTC), compiled the
-  first time one of its kernels is needed, with the float and double
-  instantiations of every kernel named as ``name_expressions``; modules are
-  cached per device (and CuPy caches the binaries on disk).
+  first time one of its kernels is needed, from ``_source.module(file)``: its
+  text, NVRTC options and name expressions (the float and double instantiations
+  of every kernel); CuPy caches the binaries on disk.
 * Launching: ``launch(name, dtype, n, *args)`` checks the arguments against the
-  parsed signature (count, dtypes, contiguity) and converts scalars to the exact
-  C types, so a mistake raises a TypeError instead of corrupting memory.
+  kernel's parsed C signature (count, dtypes, contiguity; _source.Kernel.convert)
+  and converts scalars to the exact C types, so a mistake raises a TypeError
+  instead of corrupting memory; the launch then reaches the .cu wrapper, which
+  calls the body in gates.cuh.
 * GEMMs: cuBLAS ``cublasGemmEx`` called directly on CuPy's handle (cublas.py),
   always into a preallocated row-major ``out``; operands are C- or F-ordered
   views, so no copy and no allocation happens.  (``cupy.dot`` cannot be used in
@@ -17,10 +19,11 @@ Imported only when the GPU is used; ``import cupy`` happens in ``get_backend``.
 * Time loops: ``run_loop`` *records* a unit's time loop once per (workspace,
   direction, T, weight addresses, precision): every launch is resolved and its
   arguments checked and converted, every GEMM planned, into a list of ready
-  operations.  The list is then run eagerly (first sighting), captured into a
-  CUDA graph (second sighting; the first replay is checked against the eager
-  result, and capture is refused if anything tries to allocate memory
-  meanwhile), and the graph replayed from then on.  So the Python cost of
+  operations (a workspace keeps the 8 most recently used loops).  The list is
+  then run eagerly (first sighting), captured into a CUDA graph (second
+  sighting; the first replay is checked against the eager result, and capture
+  is refused if anything tries to allocate memory meanwhile), and the graph
+  replayed from then on.  So the Python cost of
   checking arguments is paid once, not per launch.  Any capture failure falls
   back to eager launches for good, with one warning line giving the reason.
   MINIRNN_CUDA_GRAPHS=0 disables graphs.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 import numpy as np
 
@@ -37,7 +41,7 @@ from . import _source, cublas, wheels
 log = logging.getLogger("minirnn.cuda")
 
 THREADS = 256
-NVRTC_OPTIONS = ("--std=c++17",)
+MAX_LOOPS = 8        # recorded loops (and their CUDA graphs) kept per workspace; the least recently used go
 
 _state = {
     "graphs": os.environ.get("MINIRNN_CUDA_GRAPHS", "1") not in ("0", "false", "no", "off"),
@@ -79,7 +83,8 @@ def _refuse_allocation(size):
 
 
 class _Loop:
-    """A recorded time loop: its identity, its ready operations and, once captured, its graph."""
+    """A recorded time loop: its identity, its ready operations and, once captured, its graph.
+    A workspace keeps the MAX_LOOPS most recently used ones."""
 
     __slots__ = ("ident", "ops", "seen", "graph", "eager_only")
 
@@ -89,7 +94,14 @@ class _Loop:
 
 
 class CupyBackend:
-    """What the unit code needs from the GPU: xp, gemm, launch, run_loop."""
+    """The backend of the fast units (kernels/units.py) on a CUDA device.
+
+    Per thread (``minirnn serve`` computes in several): the loop being recorded,
+    the cuBLAS handle with the stream it is bound to (CuPy's handles are per
+    thread too) and the capture stream."""
+
+    keep_workspaces = 2   # released workspaces kept per unit: their loops and graphs replay
+    takes_ids = False     # the first layer gets one-hot rows (a product with the 28-row table)
 
     def __init__(self, cupy, device_id: int, blas=None):
         self.cp = self.xp = cupy
@@ -98,68 +110,52 @@ class CupyBackend:
         self._functions: dict = {}
         sms = cupy.cuda.Device(device_id).attributes["MultiProcessorCount"]
         self.max_blocks = 32 * int(sms)
-        self._capture_stream = None
-        self._blas = blas
-        self._recording = None   # a list while run_loop records a loop's operations
+        self._blas = blas             # a fixed cuBLAS (tests); else one per thread
+        self._local = threading.local()
 
     # --- kernels ---------------------------------------------------------------
     def function(self, name: str, dtype):
+        """The compiled kernel ``name<float|double>`` (its .cu module compiled on first use)."""
         key = (name, np.dtype(dtype))
         fn = self._functions.get(key)
         if fn is None:
-            spec = _source.kernels()[name]
-            module = self._modules.get(spec.file)
+            file = _source.kernels()[name].file
+            module = self._modules.get(file)
             try:
                 if module is None:
-                    module = self.cp.RawModule(code=_source.source_text(spec.file), options=NVRTC_OPTIONS,
-                                               name_expressions=_source.name_expressions(spec.file))
-                    self._modules[spec.file] = module
+                    text, options, names = _source.module(file)
+                    module = self._modules[file] = self.cp.RawModule(code=text, options=options,
+                                                                     name_expressions=names)
                 fn = module.get_function(_source.instance_name(name, dtype))
             except Exception as exc:
                 raise wheels.library_error(exc, wheels.cuda_major(self.cp)) or exc
             self._functions[key] = fn
         return fn
 
-    def convert_args(self, name: str, dtype, n: int, args) -> tuple:
-        spec = _source.kernels()[name]
-        if len(args) + 1 != len(spec.params):
-            raise TypeError(f"{name} takes {len(spec.params) - 1} arguments after n, got {len(args)}")
-        out = [np.int32(_check_int32(n, name, spec.params[0].name))]
-        for p, a in zip(spec.params[1:], args):
-            want = p.numpy_dtype(dtype)
-            if p.kind == "scalar":
-                if want == np.int32:
-                    out.append(np.int32(_check_int32(a, name, p.name)))
-                else:
-                    out.append(want.type(a))
-            else:
-                if not isinstance(a, self.cp.ndarray):
-                    raise TypeError(f"{name}: {p.name} must be a cupy array, got {type(a).__name__}")
-                if a.dtype != want or not a.flags.c_contiguous:
-                    raise TypeError(f"{name}: {p.name} must be a C-contiguous {want} array, got {a.dtype}"
-                                    f"{'' if a.flags.c_contiguous else ' (not contiguous)'}")
-                out.append(a)
-        return tuple(out)
-
-    def kernel_op(self, name: str, dtype, n: int, args, grid: int | None = None, block: int = THREADS):
-        """A ready launch: the function resolved, the arguments checked and converted once."""
-        fn = self.function(name, dtype)
-        converted = self.convert_args(name, dtype, n, args)
-        blocks = grid if grid is not None else min((n + block - 1) // block, self.max_blocks)
-        grid_dims, block_dims = (int(blocks),), (int(block),)
-        return lambda: fn(grid_dims, block_dims, converted)
+    def kernel(self, name: str, dtype, n: int):
+        """Kernel ``name`` for ``n`` elements, as a function of its other arguments (each call a ``launch``)."""
+        return lambda *args: self.launch(name, dtype, n, *args)
 
     def launch(self, name: str, dtype, n: int, *args, grid: int | None = None, block: int = THREADS) -> None:
-        """Launch kernel ``name`` for ``n`` elements (or, with ``grid``, that many blocks of ``block`` threads)."""
+        """Launch kernel ``name`` for ``n`` elements (or, with ``grid``, that many blocks of ``block`` threads):
+        the arguments are checked against the kernel's C signature and converted once, then the
+        launch runs (or is recorded, inside ``run_loop``)."""
         if n <= 0:
             return
-        self._submit(self.kernel_op(name, dtype, n, args, grid=grid, block=block))
+        fn = self.function(name, dtype)
+        converted = _source.kernels()[name].convert(dtype, n, args, self.cp.ndarray)
+        blocks = grid if grid is not None else min((n + block - 1) // block, self.max_blocks)
+        grid_dims, block_dims = (int(blocks),), (int(block),)
+        self._submit(lambda: fn(grid_dims, block_dims, converted))
 
     # --- GEMM ----------------------------------------------------------------------
     @property
     def blas(self) -> cublas.Cublas:
-        """CuPy's cuBLAS handle, reached through ctypes, with a persistent workspace."""
-        if self._blas is None:
+        """This thread's cuBLAS handle (CuPy's, reached through ctypes), with a persistent workspace."""
+        if self._blas is not None:
+            return self._blas
+        blas = getattr(self._local, "blas", None)
+        if blas is None:
             try:
                 blas = cublas.load_cupy_cublas(self.cp)
             except Exception as exc:
@@ -167,30 +163,60 @@ class CupyBackend:
             # A user workspace, so that cuBLAS allocates nothing while a graph is captured.
             buffer = self.cp.empty(cublas.WORKSPACE_BYTES, dtype=np.uint8)
             blas.set_workspace(buffer, self.ptr(buffer), cublas.WORKSPACE_BYTES)
-            self._blas = blas
-        return self._blas
-
-    def gemm_op(self, a, b, out):
-        """A ready product out[...] = a @ b (cuBLAS, into ``out``, at the process's precision)."""
-        plan = cublas.plan_gemm(a, b, out, self.ptr, _state["precision"])
-        blas = self.blas
-        return lambda: blas.call(plan)
+            self._local.blas = blas
+        return blas
 
     def gemm(self, a, b, out) -> None:
-        """out[...] = a @ b with cuBLAS, writing into ``out`` (no temporary)."""
-        op = self.gemm_op(a, b, out)
+        """out[...] = a @ b with cuBLAS, writing into ``out`` (no temporary), at the process's precision."""
+        plan = cublas.plan_gemm(a, b, out, self.ptr, _state["precision"])
         if self._recording is None:
             self._bind(self._current_stream_ptr())
-        self._submit(op)
+        self._submit(lambda: self.blas.call(plan))   # the running thread's handle
 
     @staticmethod
     def ptr(a) -> int:
         return int(a.data.ptr)
 
+    # --- memory and the layer input (the contract of kernels/units.py) ----------------
+    def scratch(self, shape, dtype):
+        return self.xp.empty(shape, dtype=dtype)
+
+    def bind(self, buffer, value):
+        """A loop input copied into the workspace's own buffer: recorded loops and graphs
+        read fixed addresses."""
+        buffer[...] = value
+        return buffer
+
+    @staticmethod
+    def result(a):
+        """An array handed to the caller: a copy, as the workspace is reused after backward."""
+        return a.copy()
+
+    def input_part(self, x, W_x, b, out) -> None:
+        """out (T, B, G) <- x W_x + b at every position (one product)."""
+        T, B, I = x.shape
+        self.gemm(x.reshape(T * B, I), W_x, out.reshape(T * B, -1))
+        out += b
+
+    def input_weight_grad(self, x, dZ, out) -> None:
+        self.gemm(x.reshape(-1, x.shape[-1]).T, dZ, out)
+
+    def input_grad(self, x, dZ, W_x):
+        T, B, I = x.shape
+        dx = self.xp.empty((T * B, I), dtype=dZ.dtype)
+        self.gemm(dZ, W_x.T, dx)
+        return dx.reshape(T, B, I)
+
     # --- running operations ----------------------------------------------------------
+    @property
+    def _recording(self):
+        """This thread's list of recorded operations while ``run_loop`` records, else None."""
+        return getattr(self._local, "recording", None)
+
     def _submit(self, op) -> None:
-        if self._recording is not None:
-            self._recording.append(op)
+        recording = self._recording
+        if recording is not None:
+            recording.append(op)
         else:
             op()
 
@@ -206,18 +232,19 @@ class CupyBackend:
 
     def record(self, loop) -> list:
         """The loop's launches and products as ready operations, without running them."""
-        self._recording = []
+        self._local.recording = ops = []
         try:
             loop()
-            return self._recording
+            return ops
         finally:
-            self._recording = None
+            self._local.recording = None
 
     # --- time loops and CUDA graphs -------------------------------------------------
     def run_loop(self, ws, key, loop, outputs, reset=None, params=()) -> None:
         """Run ``loop`` (a closure launching one direction's per-step work).
 
-        ``key`` names the loop within the workspace ``ws`` (e.g. ("fwd", T));
+        ``key`` names the loop within the workspace ``ws`` (e.g. ("fwd", T)), whose
+        ``loops`` (an OrderedDict) keeps the MAX_LOOPS most recently used recordings;
         ``params`` are the arrays the loop reads that do not belong to ``ws``
         (the recurrent weights): their addresses are part of a recording's and a
         graph's identity, as is the GEMM precision.  ``outputs()`` lists the
@@ -225,11 +252,15 @@ class CupyBackend:
         the loop's inputs that the loop itself overwrites.
         """
         ident = (tuple(self.ptr(p) for p in params), _state["precision"])
-        entry = ws.graphs.get(key)
+        loops = ws.loops
+        entry = loops.get(key)
         if entry is None or entry.ident != ident:   # first sighting, or new weight arrays
-            entry = ws.graphs[key] = _Loop(ident, self.record(loop))
+            entry = loops[key] = _Loop(ident, self.record(loop))
+            while len(loops) > MAX_LOOPS:
+                loops.popitem(last=False)
         else:
             entry.seen += 1
+        loops.move_to_end(key)
         if _state["graphs"] and entry.graph is not None:
             entry.graph.launch(self.cp.cuda.get_current_stream())
             _state["replayed"] += 1
@@ -246,11 +277,16 @@ class CupyBackend:
             entry.graph = graph
             _state["captured"] += 1
 
+    def capture_stream(self):
+        """This thread's stream for capturing graphs."""
+        stream = getattr(self._local, "capture_stream", None)
+        if stream is None:
+            stream = self._local.capture_stream = self.cp.cuda.Stream(non_blocking=True)
+        return stream
+
     def _capture(self, ops):
         cp = self.cp
-        if self._capture_stream is None:
-            self._capture_stream = cp.cuda.Stream(non_blocking=True)
-        stream = self._capture_stream
+        stream = self.capture_stream()
         try:
             with cp.cuda.using_allocator(_refuse_allocation):
                 with stream:
@@ -299,13 +335,6 @@ def _fallback(reason: str) -> None:
         log.warning("minirnn: CUDA graphs disabled, using eager kernel launches: %s", reason)
     _state["fallback_reason"] = reason
     _state["graphs"] = False
-
-
-def _check_int32(v, kernel: str, name: str) -> int:
-    v = int(v)
-    if not -2 ** 31 <= v < 2 ** 31:
-        raise ValueError(f"{kernel}: {name}={v} does not fit a 32-bit int")
-    return v
 
 
 _backends: dict = {}

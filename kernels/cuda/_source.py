@@ -11,7 +11,10 @@ the per-element work lives in ``gates.cuh``.  This module
   and convert arguments (``int`` -> int32, ``long long`` -> int64, ``T`` -> the
   dtype's scalar, pointers -> contiguous arrays of the right dtype) and the CPU
   tests can build a host harness with exactly the same signatures;
-* lists the template instantiations to compile (``name_expressions``).
+* lists the template instantiations to compile (``name_expressions``);
+* ``module(file)`` gives all NVRTC needs for one file: text, options, name
+  expressions (the runtime compiles exactly that, and so do the tests);
+* ``Kernel.convert`` checks and converts a launch's arguments.
 
 Every elementwise kernel has the canonical body
 ``MR_FOR_EACH(idx, n) <name>_elem<T>(idx, <every parameter after n, in order>);``
@@ -28,6 +31,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 CU_FILES = ("lstm.cu", "gru.cu", "nlstm.cu", "adam.cu", "xent.cu")
+EXTRA_FILES: list[str] = []   # absolute paths of .cu files of units outside minirnn (add_file)
+NVRTC_OPTIONS = ("--std=c++17",)
 DTYPE_NAMES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 _INCLUDE_RE = re.compile(r'^\s*#include\s+"([^"]+)"\s*$', re.M)
@@ -64,13 +69,44 @@ class Kernel:
     params: tuple[Param, ...]
     elementwise: bool   # canonical MR_FOR_EACH body calling <name>_elem
 
+    def convert(self, dtype, n: int, args, array_type) -> tuple:
+        """The launch arguments (n, *args) as the C signature wants them: int -> int32,
+        long long -> int64, T -> the dtype's scalar; arrays of ``array_type`` checked for
+        dtype and layout.  An array is C-contiguous, or a stack of C-contiguous blocks
+        (levels, rows, cols) whose distance travels as a separate ``long long`` argument."""
+        if len(args) + 1 != len(self.params):
+            raise TypeError(f"{self.name} takes {len(self.params) - 1} arguments after n, got {len(args)}")
+        out = [np.int32(_check_int32(n, self.name, "n"))]
+        for p, a in zip(self.params[1:], args):
+            want = p.numpy_dtype(dtype)
+            if p.kind == "scalar":
+                out.append(np.int32(_check_int32(a, self.name, p.name)) if want == np.int32 else want.type(a))
+                continue
+            if not isinstance(a, array_type):
+                raise TypeError(f"{self.name}: {p.name} must be a {array_type.__module__} array, "
+                                f"got {type(a).__name__}")
+            blocks = a.flags.c_contiguous or (a.ndim == 3 and a[0].flags.c_contiguous and a.shape[0] > 0
+                                              and a.strides[0] % a.itemsize == 0)
+            if a.dtype != want or not blocks:
+                raise TypeError(f"{self.name}: {p.name} must be a C-contiguous {want} array, got {a.dtype}"
+                                f"{'' if blocks else ' (not contiguous)'}")
+            out.append(a if a.flags.c_contiguous else a[0])
+        return tuple(out)
+
+
+def _check_int32(v, kernel: str, name: str) -> int:
+    v = int(v)
+    if not -2 ** 31 <= v < 2 ** 31:
+        raise ValueError(f"{kernel}: {name}={v} does not fit a 32-bit int")
+    return v
+
 
 def source_text(filename: str) -> str:
-    """The .cu file with its local headers inlined (each header once)."""
+    """The .cu file (in this folder, or an absolute path) with this folder's headers inlined (each once)."""
     seen: set[str] = set()
 
     def expand(name: str) -> str:
-        text = (HERE / name).read_text()
+        text = (HERE / name).read_text()   # an absolute name replaces HERE
 
         def include(match: re.Match) -> str:
             header = match.group(1)
@@ -122,7 +158,7 @@ def kernels() -> dict[str, Kernel]:
     global _KERNELS
     if _KERNELS is None:
         found: dict[str, Kernel] = {}
-        for f in CU_FILES:
+        for f in CU_FILES + tuple(EXTRA_FILES):
             for name, k in parse_kernels(source_text(f), f).items():
                 if name in found:
                     raise ValueError(f"kernel {name} defined twice")
@@ -131,9 +167,23 @@ def kernels() -> dict[str, Kernel]:
     return _KERNELS
 
 
+def add_file(path) -> None:
+    """Compile and launch the kernels of the .cu file at ``path`` too (units outside minirnn)."""
+    global _KERNELS
+    path = str(Path(path).resolve())
+    if path not in EXTRA_FILES:
+        EXTRA_FILES.append(path)
+        _KERNELS = None
+
+
 def name_expressions(filename: str) -> list[str]:
     """The instantiations NVRTC compiles for one file: every kernel, float and double."""
     return [f"{k.name}<{t}>" for k in kernels().values() if k.file == filename for t in ("float", "double")]
+
+
+def module(filename: str) -> tuple[str, tuple[str, ...], list[str]]:
+    """What NVRTC compiles for one .cu file: (source text, options, name expressions)."""
+    return source_text(filename), NVRTC_OPTIONS, name_expressions(filename)
 
 
 def define(filename: str, name: str) -> int:

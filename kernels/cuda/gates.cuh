@@ -27,8 +27,11 @@
 
 // One thread per element, grid-stride loop: every elementwise kernel is
 // `MR_FOR_EACH(idx, n) name_elem<T>(idx, <its other parameters>);`
+// (A host build defines it as a plain loop first.)
+#ifndef MR_FOR_EACH
 #define MR_FOR_EACH(idx, n) \
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < (n); idx += blockDim.x * gridDim.x)
+#endif
 
 // ---------------------------------------------------------------- scalar math
 MR_HD float mr_tanh(float x) { return tanhf(x); }
@@ -103,30 +106,31 @@ MR_HD void lstm_bwd_step_elem(int idx, int H, const T* dhs_t, const T* dh_carry,
 
 // ======================================================================== GRU
 // Buffers (one time step t):
-//   zxg_t (B, 2H) x_t W_g[:I] + b_g      zrg (B, 2H) h_{t-1} W_g[I:]
-//   zxc_t (B, H)  x_t W_c[:I] + b_c      zrc (B, H)  (r * h_{t-1}) W_c[I:]
+//   zx_t  (B, 3H) x_t [W_g[:I] | W_c[:I]] + [b_g | b_c]  (the input part, all steps at once)
+//   zrg   (B, 2H) h_{t-1} W_g[I:]          zrc (B, H)  (r * h_{t-1}) W_c[I:]
 //   ru_t  (B, 2H) [r | u]   rh_t (B, H) r * h_{t-1}   cand_t (B, H) c
+//   da_t  (B, 3H) [da_r | da_u | da_c]  (the pre-activation gradient of step t)
 
 template <typename T>
-MR_HD void gru_fwd_gates_elem(int idx, int H, const T* zxg_t, const T* zrg, const T* h_prev,
+MR_HD void gru_fwd_gates_elem(int idx, int H, const T* zx_t, const T* zrg, const T* h_prev,
                               T* ru_t, T* rh_t)
 {
     const int b = idx / H, j = idx % H;
-    const int r = b * 2 * H + j;
-    const T reset = mr_sigmoid(zxg_t[r] + zrg[r]);                // [GRU-F1] [GRU-F2]
-    const T update = mr_sigmoid(zxg_t[r + H] + zrg[r + H]);
+    const int r = b * 2 * H + j, x = b * 3 * H + j;
+    const T reset = mr_sigmoid(zx_t[x] + zrg[r]);                 // [GRU-F1] [GRU-F2]
+    const T update = mr_sigmoid(zx_t[x + H] + zrg[r + H]);
     ru_t[r] = reset;
     ru_t[r + H] = update;
     rh_t[idx] = reset * h_prev[idx];                              // r * h, input of [GRU-F3]
 }
 
 template <typename T>
-MR_HD void gru_fwd_cand_elem(int idx, int H, const T* zxc_t, const T* zrc, const T* ru_t,
+MR_HD void gru_fwd_cand_elem(int idx, int H, const T* zx_t, const T* zrc, const T* ru_t,
                              const T* h_prev, T* cand_t, T* h_next)
 {
     const int b = idx / H, j = idx % H;
     const T u = ru_t[b * 2 * H + H + j];
-    const T c = mr_tanh(zxc_t[idx] + zrc[idx]);                   // [GRU-F3] [GRU-F4]
+    const T c = mr_tanh(zx_t[b * 3 * H + 2 * H + j] + zrc[idx]);  // [GRU-F3] [GRU-F4]
     cand_t[idx] = c;
     h_next[idx] = u * h_prev[idx] + (T(1) - u) * c;               // [GRU-F5]
 }
@@ -136,30 +140,30 @@ MR_HD void gru_fwd_cand_elem(int idx, int H, const T* zxc_t, const T* zrc, const
 // dhc_mat = da_g W_g[I:]^T (the recurrent GEMM of step t+1).
 template <typename T>
 MR_HD void gru_bwd_cand_elem(int idx, int H, const T* dhs_t, const T* dhc_part, const T* dhc_mat,
-                             const T* ru_t, const T* cand_t, const T* h_prev, T* dh, T* dac_t, T* dag_t)
+                             const T* ru_t, const T* cand_t, const T* h_prev, T* dh, T* da_t)
 {
     const int b = idx / H, j = idx % H;
     const T u = ru_t[b * 2 * H + H + j];
     const T c = cand_t[idx];
-    const T dht = dhs_t[idx] + dhc_part[idx] + dhc_mat[idx]; // [GRU-B1]
+    const T dht = dhs_t[idx] + (dhc_part[idx] + dhc_mat[idx]);   // [GRU-B1]
     const T dc = dht * (T(1) - u);                                // [GRU-B2]
     const T du = dht * (h_prev[idx] - c);                         // [GRU-B3]
     dh[idx] = dht;
-    dac_t[idx] = dc * (T(1) - c * c);                             // [GRU-B4]
-    dag_t[b * 2 * H + H + j] = du * u * (T(1) - u);               // [GRU-B8] (u half)
+    da_t[b * 3 * H + 2 * H + j] = dc * (T(1) - c * c);            // [GRU-B4]
+    da_t[b * 3 * H + H + j] = du * u * (T(1) - u);                // [GRU-B8] (u half)
 }
 
 // drh = da_c W_c[I:]^T: the r*h columns of [GRU-B6].
 template <typename T>
 MR_HD void gru_bwd_reset_elem(int idx, int H, const T* drh, const T* dh, const T* ru_t, const T* h_prev,
-                              T* dag_t, T* dhc_part)
+                              T* da_t, T* dhc_part)
 {
     const int b = idx / H, j = idx % H;
     const T reset = ru_t[b * 2 * H + j];
     const T u = ru_t[b * 2 * H + H + j];
     const T dr = drh[idx] * h_prev[idx];                          // [GRU-B7]
-    dag_t[b * 2 * H + j] = dr * reset * (T(1) - reset);           // [GRU-B8] (r half)
-    dhc_part[idx] = dh[idx] * u + drh[idx] * reset;             // [GRU-B11] (first two terms)
+    da_t[b * 3 * H + j] = dr * reset * (T(1) - reset);            // [GRU-B8] (r half)
+    dhc_part[idx] = dh[idx] * u + drh[idx] * reset;               // [GRU-B11] (first two terms)
 }
 
 // ================================================================ Nested LSTM
@@ -236,12 +240,13 @@ MR_HD void nlstm_level_backward(int r, int H, int cand_tanh, T da, T db, const T
 }
 
 // Outside-in through the outputs of every level, then the innermost level's
-// gates.  dc_carry holds one (B, H) block per level, lvl_carry apart.
+// gates.  dc_carry holds one (B, H) block per level, lvl_carry apart; dz_t one
+// (B, 4H) block per level, lvl_dz apart.
 template <typename T>
 MR_HD void nlstm_bwd_out_elem(int idx, int H, int depth, int cand_tanh_inner, long long lvl_gates,
-                              long long lvl_state, long long lvl_tc, long long lvl_carry, const T* dhs_t,
-                              const T* dh_carry, T* dc_carry, const T* gates_t, const T* tc_t, const T* c_old,
-                              T* dz_t)
+                              long long lvl_state, long long lvl_tc, long long lvl_carry, long long lvl_dz,
+                              const T* dhs_t, const T* dh_carry, T* dc_carry, const T* gates_t, const T* tc_t,
+                              const T* c_old, T* dz_t)
 {
     const int b = idx / H, j = idx % H;
     const int r = b * 4 * H + j;
@@ -250,14 +255,14 @@ MR_HD void nlstm_bwd_out_elem(int idx, int H, int depth, int cand_tanh_inner, lo
     for (int k = 0; k < depth; ++k) {
         const T o = gates_t[k * lvl_gates + r + 3 * H];
         const T tc = tc_t[k * lvl_tc + idx];
-        dz_t[k * lvl_gates + r + 3 * H] = dh * tc * o * (T(1) - o);   // [NLSTM-B2], block o of [NLSTM-B11]
+        dz_t[k * lvl_dz + r + 3 * H] = dh * tc * o * (T(1) - o);      // [NLSTM-B2], block o of [NLSTM-B11]
         dc = dc_carry[k * lvl_carry + idx] + dh * o * (T(1) - tc * tc);  // [NLSTM-B3]
         dh = dc;                                                  // dh'_{k+1} = dc'_k  [NLSTM-B4]
     }
     const int inner = depth - 1;
     // da_D = db_D = dc'_{D-1}                                       [NLSTM-B5]
     nlstm_level_backward(r, H, cand_tanh_inner, dc, dc, gates_t + inner * lvl_gates,
-                         c_old[inner * lvl_state + idx], dz_t + inner * lvl_gates,
+                         c_old[inner * lvl_state + idx], dz_t + inner * lvl_dz,
                          dc_carry + inner * lvl_carry + idx);
 }
 

@@ -1,7 +1,7 @@
 // LSTM, one time step per launch (docs/lstm.md).  The gate math is in gates.cuh;
 // these wrappers only spread the (B, H) elements over the GPU's threads.
 // Per step the host runs: recurrent GEMM zr = h_{t-1} W[I:] (cuBLAS), then
-// lstm_fwd_step; backward: lstm_bwd_step, then dh_carry = dz_t W[I:]^T.
+// lstm_fwd_step; backward: lstm_bwd_step, then dh_carry = dz_t W[I:]^T (kernels/units.py FastLSTM).
 #include "gates.cuh"
 
 // [LSTM-F1]..[LSTM-F4]

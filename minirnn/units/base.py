@@ -68,6 +68,11 @@ class Unit:
     name: str = ""
     state_names: tuple[str, ...] = ("h",)
     input_kernels: tuple[str, ...] = ()
+    # What exports and estimates need to know about a unit (docs/export.md, minirnn/memory.py):
+    gate_order: str = "h"                 # the column blocks of each gate kernel, in order
+    forget_bias: float | None = None      # a constant the equations add to the forget gate, if any
+    torch_layout: bool = False            # whether export --layout torch can express the unit
+    torch_refusal: str = "PyTorch has no such module"   # why not, for the one-line refusal
     tag_gradients: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, input_size: int, hidden_size: int):
@@ -75,6 +80,11 @@ class Unit:
             raise ValueError("input_size and hidden_size must be positive")
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
+
+    def activation_vectors(self) -> int:
+        """Vectors of ``hidden_size`` numbers a layer keeps per position for the backward pass
+        (rounded up; the memory estimate of minirnn/memory.py)."""
+        return 10
 
     # --- to be provided by each unit -------------------------------------
     def param_shapes(self) -> dict[str, tuple[int, ...]]:

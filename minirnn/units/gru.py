@@ -21,6 +21,9 @@ class GRU(Unit):
     name = "gru"
     input_kernels = ("W_g", "W_c")
     state_names = ("h",)
+    gate_order = "r,u"
+    torch_refusal = ("PyTorch's nn.GRU applies the reset gate after the recurrent product (r * (h W_hn + b_hn)), "
+                     "minirnn before it ([x, r * h] W_c), a different function")
     # at step 0, the carry of [GRU-B11] is the initial state's gradient ([GRU-B13])
     tag_gradients = {"GRU-B5": ("W_c", "b_c"), "GRU-B9": ("W_g", "b_g"), "GRU-B11": ("state0.h",),
                      "GRU-B12": ("x",), "GRU-B13": ("state0.h",)}

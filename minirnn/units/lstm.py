@@ -24,6 +24,9 @@ class LSTM(Unit):
     name = "lstm"
     input_kernels = ("W",)
     state_names = ("h", "c")
+    gate_order = "i,j,f,o"
+    forget_bias = 1.0
+    torch_layout = True
     # at step 0, [LSTM-B5] and the carry of [LSTM-B8] are the initial state's gradients ([LSTM-B9])
     tag_gradients = {"LSTM-B5": ("state0.c",), "LSTM-B7": ("W", "b"), "LSTM-B8": ("x", "state0.h"),
                      "LSTM-B9": ("state0.h", "state0.c")}

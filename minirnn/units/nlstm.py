@@ -22,9 +22,15 @@ class NestedLSTM(Unit):
 
     name = "nlstm"
     input_kernels = ("W0",)
+    gate_order = "i,j,f,o"
+    forget_bias = 1.0
+    torch_refusal = "PyTorch has no Nested LSTM module"
     # at step 0, [NLSTM-B10] and [NLSTM-B14] are the initial state's gradients ([NLSTM-B18])
     tag_gradients = {"NLSTM-B10": ("state0.c*",), "NLSTM-B14": ("state0.h",), "NLSTM-B15": ("W*",),
                      "NLSTM-B16": ("b*",), "NLSTM-B17": ("x",), "NLSTM-B18": ("state0.*",)}
+
+    def activation_vectors(self) -> int:
+        return 6 * self.depth + 4
 
     def __init__(self, input_size: int, hidden_size: int, depth: int = 2, outer_tanh: bool = False):
         super().__init__(input_size, hidden_size)

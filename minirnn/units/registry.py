@@ -3,8 +3,8 @@ minirnn needs to know about it.
 
 The model, the fast paths, the presets, ``info``, ``gradcheck``, ``bench``, the
 study and the command line all look units up here, so adding a unit is: its
-reference class (the interface of ``base.py``), optionally its fast CPU and GPU
-classes, and one ``register(UnitSpec(...))`` call (docs/units.md walks through
+reference class (the interface of ``base.py``), optionally its fast class (one
+time loop for both devices, kernels/units.py), and one ``register(UnitSpec(...))`` call (docs/units.md walks through
 an example).  A unit without fast kernels runs on its reference code.
 """
 from __future__ import annotations
@@ -23,9 +23,9 @@ class UnitSpec:
     """What minirnn knows about one unit.
 
     ``reference``: the reference class, built as ``reference(input_size, hidden_size, **options)``.
-    ``cpu`` / ``cuda``: "module:Class" of the fast CPU unit (built from the reference's
-    ``config()``) and of the GPU unit (built around the reference unit); imported on
-    first use, so that Numba and CuPy load only when needed.  None: no fast kernels.
+    ``fast``: "module:Class" of the fast unit (built from the reference's ``config()``;
+    one class serves the CPU and the GPU), imported on first use, so that Numba and
+    CuPy load only when needed (or the class itself).  None: no fast kernels.
     ``options``: the constructor options the unit takes (a subset of ``OPTIONS``).
     ``paper`` / ``demo``: hidden, layers and depth of the study's and the demo's configuration.
     """
@@ -33,8 +33,7 @@ class UnitSpec:
     name: str
     label: str
     reference: type
-    cpu: str | None = None
-    cuda: str | None = None
+    fast: str | type | None = None
     options: tuple[str, ...] = ()
     paper: dict = field(default_factory=lambda: {"hidden": 600, "layers": 1, "depth": 1})
     demo: dict = field(default_factory=lambda: {"hidden": 128, "layers": 1, "depth": 1})
@@ -61,14 +60,16 @@ class UnitSpec:
         return option in self.options
 
     def fast_class(self, device: str):
-        """The fast class for 'cpu' or 'gpu', or None when the unit has none (logged once)."""
-        path = self.cuda if device == "gpu" else self.cpu
+        """The fast class (for 'cpu' or 'gpu': the same), or None when the unit has none (logged once)."""
+        path = self.fast
         if path is None:
             if (self.name, device) not in _NOTED:
                 _NOTED.add((self.name, device))
                 log.warning("minirnn: unit %s has no fast %s kernels; it runs on its reference code",
                             self.name, device.upper())
             return None
+        if not isinstance(path, str):
+            return path
         module, _, cls = path.partition(":")
         return getattr(importlib.import_module(module), cls)
 
@@ -89,8 +90,26 @@ def unregister(name: str) -> None:
 
 def unit_spec(name: str) -> UnitSpec:
     if name not in REGISTRY:
+        load_entry_points()
+    if name not in REGISTRY:
         raise ValueError(f"unknown unit {name!r}; choose one of {', '.join(REGISTRY)}")
     return REGISTRY[name]
+
+
+ENTRY_POINTS = "minirnn.units"
+_LOADED: list = []
+
+
+def load_entry_points() -> None:
+    """Register the units installed packages offer (once per process): each entry point of the
+    group ``minirnn.units`` names a function that registers its unit (e.g. ``register_elman``)."""
+    if _LOADED:
+        return
+    _LOADED.append(True)
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINTS):
+        ep.load()()
 
 
 def _builtin() -> None:
@@ -98,14 +117,12 @@ def _builtin() -> None:
     from .lstm import LSTM
     from .nlstm import NestedLSTM
 
-    register(UnitSpec("gru", "GRU", GRU, cpu="minirnn.kernels.cpu.gru:FastGRU",
-                      cuda="minirnn.kernels.cuda.units:CudaGRU",
+    register(UnitSpec("gru", "GRU", GRU, fast="minirnn.kernels.units:FastGRU",
                       paper={"hidden": 600, "layers": 2, "depth": 1}, demo={"hidden": 128, "layers": 1, "depth": 1}))
-    register(UnitSpec("lstm", "LSTM", LSTM, cpu="minirnn.kernels.cpu.lstm:FastLSTM",
-                      cuda="minirnn.kernels.cuda.units:CudaLSTM",
+    register(UnitSpec("lstm", "LSTM", LSTM, fast="minirnn.kernels.units:FastLSTM",
                       paper={"hidden": 600, "layers": 2, "depth": 1}, demo={"hidden": 128, "layers": 1, "depth": 1}))
-    register(UnitSpec("nlstm", "Nested LSTM", NestedLSTM, cpu="minirnn.kernels.cpu.nlstm:FastNestedLSTM",
-                      cuda="minirnn.kernels.cuda.units:CudaNestedLSTM", options=("depth", "outer_tanh"),
+    register(UnitSpec("nlstm", "Nested LSTM", NestedLSTM, fast="minirnn.kernels.units:FastNestedLSTM",
+                      options=("depth", "outer_tanh"),
                       paper={"hidden": 600, "layers": 1, "depth": 2}, demo={"hidden": 128, "layers": 1, "depth": 2}))
 
 
