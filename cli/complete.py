@@ -14,7 +14,7 @@ SPACE_MARK = "\u2423"  # the visible space shown in tables
 def load_for_analysis(path: str, device: str):
     """Load a checkpoint on the resolved device with the reference units (no JIT warm-up for short texts)."""
     from minirnn.backend import resolve_device
-    from minirnn.export import load_model_file
+    from minirnn.study.export import load_model_file
 
     device, note = resolve_device(device)
     if note:
@@ -44,7 +44,7 @@ def format_completions(rows, k: int) -> str:
 
 
 def _answer(ck, text: str, k: int, as_json: bool) -> str:
-    from minirnn.analysis import complete as complete_text, encode_text
+    from minirnn.study.analysis import complete as complete_text, encode_text
 
     enc = encode_text(text)
     rows = complete_text(ck.model, ck.output_words, enc, k=k)

@@ -64,8 +64,9 @@ def connectivity(checkpoint, text, at, word, occurrence, scale, color, html_path
     with respect to that position's one-hot input.  The logit is the correct
     word's; when that word is not in the model's vocabulary, the predicted word's.
     """
-    from minirnn import analysis, heatmap
-    from minirnn.atomic import check_output, write_file
+    from minirnn.study import analysis
+    from minirnn.study import connectivity as heatmap
+    from minirnn.training.atomic import check_output, write_file
 
     if (at is None) == (word is None):
         raise click.UsageError("give exactly one of --at N or --word WORD")
@@ -96,7 +97,7 @@ def connectivity(checkpoint, text, at, word, occurrence, scale, color, html_path
 
     title = f"{ck.model.config['unit']} ({Path(checkpoint).name}, step {ck.step})"
     if png_path:
-        from minirnn.plotting import plot_connectivity
+        from minirnn.study.plotting import plot_connectivity
 
         out = plot_connectivity(enc.chars, res.values, res.at, png_path, scale=scale,
                                 title=f"connectivity of position {res.at} (logit of '{res.cls_word}') - {title}",

@@ -1,4 +1,4 @@
-"""`minirnn export`: a checkpoint's model as safetensors (a thin wrapper of minirnn.export; docs/export.md)."""
+"""`minirnn export`: a checkpoint's model as safetensors (a thin wrapper of minirnn.study.export; docs/export.md)."""
 from __future__ import annotations
 
 import click
@@ -19,7 +19,7 @@ def export(checkpoint, out, layout, overwrite):
     run's settings) that rebuilds the model: 'minirnn evaluate', 'complete' and
     'connectivity' accept the file.  Needs: pip install 'minirnn[export]'.
     """
-    from minirnn.export import export_file, read_export
+    from minirnn.study.export import export_file, read_export
 
     path = export_file(checkpoint, out, layout=layout, overwrite=overwrite)
     ck = read_export(path, impl="reference")

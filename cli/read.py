@@ -20,8 +20,8 @@ def read(unit_name, out, port, host, verbose):  # UNIT is an argument: no clash 
     a backward tag's "check" button runs a float64 gradient check of the tensor
     it computes.  Stop with Ctrl-C.
     """
-    from minirnn.reader import ReaderApp, unit_view, write_static
-    from minirnn.serve import make_server
+    from minirnn.study.reader import ReaderApp, unit_view, write_static
+    from minirnn.study.serve import make_server
 
     if out is not None:
         files = write_static(out, [unit_name])

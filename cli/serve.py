@@ -38,8 +38,8 @@ def serve(checkpoints, port, host, max_chars, eval_limit, verbose, device):
     and the training curves.  Stop with Ctrl-C.
     """
     from minirnn.backend import resolve_device
-    from minirnn.serve import App, make_server, warm_up
-    from minirnn.signals import Interrupted, StopSignals, signal_name
+    from minirnn.study.serve import App, make_server, warm_up
+    from minirnn.training.signals import Interrupted, StopSignals, signal_name
 
     resolved, note = resolve_device(device)
     if note:

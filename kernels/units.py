@@ -21,7 +21,7 @@ on both devices, so the loop's call reads as the kernel's signature.
 A forward's buffers form a *workspace* that its cache holds until backward is
 done with it; the GPU keeps released workspaces for reuse (its recorded loops
 and CUDA graphs refer to their addresses), the CPU returns them to the pooled
-memory of minirnn/workspace.py.
+memory of minirnn/scratch.py.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import array_module
-from .workspace import WORKSPACE
+from .scratch import WORKSPACE
 
 PAD, UNKNOWN = 0, 1
 FIRST_WORD = 2

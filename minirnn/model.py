@@ -155,7 +155,7 @@ class Model:
         ``denominator``: divide the loss sum and the gradients by this number of
         positions instead of the batch's own counted positions [CE-F4]; a
         data-parallel rank passes its global batch's count, so that the ranks'
-        results add up to the global batch's (minirnn/distributed.py).
+        results add up to the global batch's (minirnn/training/distributed.py).
         """
         source = self._ids(source)
         if self.impl == "fast":
@@ -269,7 +269,7 @@ class Model:
 
         Needs the safetensors package (``pip install 'minirnn[export]'``).  The
         output vocabulary and the run's settings are in the file's metadata:
-        ``minirnn.export.read_export(path)`` returns them with the model."""
-        from .export import read_export
+        ``minirnn.study.export.read_export(path)`` returns them with the model."""
+        from .study.export import read_export
 
         return read_export(path, device=device, impl=impl).model

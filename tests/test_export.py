@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from minirnn.checkpoint import save_checkpoint
+from minirnn.training.checkpoint import save_checkpoint
 from minirnn.cli.main import cli
 from minirnn.errors import MinirnnError
 from minirnn.model import Model
 from minirnn.optim import Adam
 
 safetensors = pytest.importorskip("safetensors")
-from minirnn.export import (export_model, is_safetensors, load_model_file, read_export,  # noqa: E402
+from minirnn.study.export import (export_model, is_safetensors, load_model_file, read_export,  # noqa: E402
                             torch_state_dict)
 
 REPO = Path(__file__).resolve().parents[1]

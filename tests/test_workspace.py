@@ -1,7 +1,7 @@
 """The scratch pool never hands out memory that something still uses."""
 import numpy as np
 
-from minirnn.workspace import Workspace
+from minirnn.scratch import Workspace
 
 
 def test_live_views_keep_their_buffer_busy():

@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..atomic import CHECKED, atomic_hdf5, check_digest
+from ..training.atomic import CHECKED, atomic_hdf5, check_digest
 from ..errors import MinirnnError
 from .corpora import Corpus, corpus_from_text, data_home, load_corpus
 
@@ -74,7 +74,7 @@ _CHUNK_CHARS = 1 << 24  # words are split in ~16 MB pieces to bound memory on te
 
 def _say(progress: bool, message: str) -> None:
     if progress:
-        from ..report import say
+        from ..messages import say
 
         say(message, err=True)
 
@@ -533,7 +533,7 @@ def load_or_build_dataset(
     parameters and full checksum stored in the file are checked on load.  A
     cached file that is unreadable or does not match is rebuilt.
     """
-    from ..runlock import RunLock, check_writable_folder, remove_stale_temps
+    from ..training.runlock import RunLock, check_writable_folder, remove_stale_temps
 
     _check_params(vocab_size, max_length, seed)
     corpus = load_corpus(corpus_spec, progress=progress)

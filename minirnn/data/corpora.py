@@ -126,8 +126,8 @@ def builtin_corpus() -> str:
 
 
 def _progress_bar(progress: bool, total: int, done: int, label: str):
-    """The reporter's progress bar (minirnn/report.py), entered, already at ``done``."""
-    from ..report import progress as reporter_progress
+    """The reporter's progress bar (minirnn/messages.py), entered, already at ``done``."""
+    from ..messages import progress as reporter_progress
 
     bar = reporter_progress(progress, total, label)
     bar.__enter__()

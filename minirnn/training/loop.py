@@ -1,6 +1,6 @@
 """The training loop: dataset -> seeded mini-batches -> loss and gradients -> Adam -> checkpoints.
 
-    from minirnn.train import TrainConfig, train
+    from minirnn.training.loop import TrainConfig, train
     config = TrainConfig.from_preset("demo", "nlstm", steps=200)
     result = train(config)              # writes runs/nlstm-demo.h5
     result.history["val_loss"]
@@ -36,8 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import distributed, report
-from .errors import MinirnnError
+from . import distributed
+
+from .. import messages
+from ..errors import MinirnnError
 from .presets import DEFAULT_DATA_SEED
 
 # settings a resumed run must share with its checkpoint (the model, the data and the batch order)
@@ -122,7 +124,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
-        from .units import UNITS
+        from ..units import UNITS
 
         if self.unit not in UNITS:
             raise MinirnnError(f"unknown unit {self.unit!r}; choose one of {', '.join(UNITS)}")
@@ -152,7 +154,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise MinirnnError(f"{name} must be a non-negative integer, got {value!r}")
-        from .memory import LIMITS, check_limit
+        from .limits import LIMITS, check_limit
 
         for name in LIMITS:
             if hasattr(self, name):
@@ -192,7 +194,7 @@ class TrainResult:
 # ----------------------------------------------------------------------------- helpers
 
 def _say(echo, message: str, err: bool = False) -> None:
-    report.say(message, err=err, echo=echo)
+    messages.say(message, err=err, echo=echo)
 
 
 def _validation_batches(dataset, config: TrainConfig) -> list:
@@ -271,21 +273,21 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     """Train (or, with ``resume``, continue training) and return a :class:`TrainResult`.
 
     ``echo``: a ``click.echo``-like callable for the notes and the summary
-    (None: the current reporter, minirnn/report.py, silent unless the caller installed one).
+    (None: the current reporter, minirnn/messages.py, silent unless the caller installed one).
     ``progress``: show the dataset messages and a progress bar (through the reporter).
     ``overwrite``: replace an existing checkpoint at ``config.out`` when not resuming.
     ``dataset``: an already built :class:`~minirnn.data.Dataset` matching the config (tests, notebooks).
 
     The checkpoint is locked for the whole call (a second run on it is refused,
     docs/reliability.md).  SIGINT and SIGTERM stop the run at the next safe
-    point: the last completed step is saved and :class:`~minirnn.signals.Interrupted`
+    point: the last completed step is saved and :class:`~minirnn.training.signals.Interrupted`
     (a MinirnnError with ``exit_code`` 130 or 143) says how to resume.
 
     Under ``mpiexec`` every rank calls this with the same config and the ranks
     train one model data-parallel: rank 0 alone locks, prints and writes
-    checkpoints (minirnn/distributed.py, docs/distributed.md).
+    checkpoints (minirnn/training/distributed.py, docs/distributed.md).
     """
-    from .memory import human
+    from .limits import human
     from .atomic import check_output
     from .runlock import RunLock, remove_stale_temps
     from .signals import Interrupted, StopSignals, signal_name
@@ -295,7 +297,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     ctx.handshake("configuration", {**config.to_dict(), "resume": bool(resume), "overwrite": bool(overwrite)},
                   device=config.device, nccl=True)
     if not ctx.is_root:
-        progress, echo = False, report.quiet
+        progress, echo = False, messages.quiet
     # never a device, never the corpus (also not with --overwrite); an existing file is judged below
     out = check_output(config.out, "checkpoint", overwrite=True, inputs=(_corpus_path(config.corpus),))
     with StopSignals() as stops:
@@ -329,13 +331,13 @@ def _after_last_step(signum: int, step: int, out: Path) -> str:
 
 def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress: bool, echo, overwrite: bool,
                   dataset, ctx) -> TrainResult:
-    from .backend import resolve_device
+    from ..backend import resolve_device
     from .checkpoint import load_checkpoint, save_checkpoint
-    from .data import BatchOrder, load_or_build_dataset
-    from .health import LossWatch
-    from .memory import check_memory
-    from .model import INPUT_VOCAB, Model
-    from .optim import Adam
+    from ..data import BatchOrder, load_or_build_dataset
+    from .save_watch import LossWatch
+    from .limits import check_memory
+    from ..model import INPUT_VOCAB, Model
+    from ..optim import Adam
     from .signals import Interrupted
 
     if resume:
@@ -438,7 +440,7 @@ def _check_disk(out: Path, count: int, dtype: str) -> None:
     """Refuse a run whose checkpoint (parameters and Adam's two moments) cannot fit on the disk."""
     import shutil
 
-    from .memory import human
+    from .limits import human
 
     size = 3 * count * (8 if dtype == "float64" else 4)
     try:
@@ -560,8 +562,8 @@ class _Loop:
         in_update = False
         try:
             self.safe_point(stops)
-            speed = report.RecentRate(total)
-            with report.progress(progress, max(total - self.step, 0), f"{config.unit}", steps=True) as bar:
+            speed = messages.RecentRate(total)
+            with messages.progress(progress, max(total - self.step, 0), f"{config.unit}", steps=True) as bar:
                 while self.step < total:
                     epoch, _, idx = next(order)
                     source, target = self.dataset.batch(self.train_idx[idx])
@@ -625,7 +627,7 @@ class _Loop:
                              seconds=seconds, chars_per_second=chars / seconds if seconds > 0 else 0.0,
                              device=self.device, config=config, dataset=self.dataset, model=model)
         if config.final_test and len(self.dataset.split("test")):
-            from .evaluate import evaluate_model
+            from ..study.evaluate import evaluate_model
 
             result.test = evaluate_model(model, self.dataset, "test", batch_size=config.batch_size, ctx=self.ctx)
         for line in summary_lines(result):

@@ -22,7 +22,7 @@ import re
 import tokenize
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 #: path name -> the folders or files (relative to the repository) that implement it.  The fast
 #: path's one time loop per unit (kernels/units.py) runs on both devices, so it belongs to both.
@@ -83,7 +83,7 @@ def path_files(unit: str, path: str) -> list[Path]:
     files = {f for root in roots for f in ([root] if root.is_file() else root.rglob("*"))
              if f.suffix in SUFFIXES and f.is_file()}
     if path == "reference":
-        from .units import REGISTRY
+        from ..units import REGISTRY
 
         spec = REGISTRY.get(unit)
         if spec is not None:

@@ -1,6 +1,6 @@
 """The whole comparison in one call: train GRU, LSTM and Nested LSTM, evaluate them, write a report.
 
-    from minirnn.study import run_study
+    from minirnn.study.comparison import run_study
     summary = run_study("demo", out="study-demo")      # study-demo/report.md
 
 Every unit is trained on the same dataset with the same seed (the preset's
@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 
-from . import report
-from .errors import MinirnnError
-from .units import UNITS as UNITS_REGISTRY
+from .. import messages
+from ..errors import MinirnnError
+from ..units import UNITS as UNITS_REGISTRY
 
 UNITS = ("gru", "lstm", "nlstm")
 #: docs/study.md §4: published test cross-entropy and accuracy after two epochs.
@@ -113,7 +113,7 @@ def evaluation_for(checkpoint, ck=None, split: str = "test", device: str = "cpu"
 
 
 def _write_json(path: Path, data) -> None:
-    from .atomic import write_file
+    from ..training.atomic import write_file
 
     # the study's own files in its own folder: a rerun (a resume) replaces them
     write_file(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable), "study file", overwrite=True)
@@ -164,13 +164,13 @@ def run_study(preset: str = "demo", out=None, units=UNITS, steps: int | None = N
     ``steps``/``epochs`` override the preset's run length (``steps`` for quick runs);
     ``limit`` evaluates only the first observations of the test split;
     ``impl`` picks the fast (default) or reference units;
-    ``overrides`` are further :class:`~minirnn.train.TrainConfig` fields (e.g. ``hidden``).
+    ``overrides`` are further :class:`~minirnn.training.loop.TrainConfig` fields (e.g. ``hidden``).
     """
-    from .backend import resolve_device
-    from .checkpoint import peek_checkpoint
-    from .data import load_or_build_dataset
-    from .presets import PRESETS
-    from .train import TrainConfig, train
+    from ..backend import resolve_device
+    from ..training.checkpoint import peek_checkpoint
+    from ..data import load_or_build_dataset
+    from ..training.presets import PRESETS
+    from ..training.loop import TrainConfig, train
 
     if preset not in PRESETS:
         raise MinirnnError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -263,7 +263,7 @@ def _read_json(path: Path):
 
 
 def _say(echo, message: str) -> None:
-    report.say(message, err=True, echo=echo)
+    messages.say(message, err=True, echo=echo)
 
 
 # -------------------------------------------------------------------------- report
@@ -335,7 +335,7 @@ def write_report(folder, state: dict, units) -> Path:
     # figures
     lines += ["", "## Figures", ""]
     if have_matplotlib() and evals:
-        from .checkpoint import load_checkpoint
+        from ..training.checkpoint import load_checkpoint
         from .plotting import plot_accuracy_by_letters, plot_loss_curves
 
         runs = []
@@ -366,7 +366,7 @@ def write_report(folder, state: dict, units) -> Path:
         if c:
             lines.append(f"| {UNIT_LABELS[u]} | hidden {c['hidden']}, layers {c['layers']}"
                          + UNITS_REGISTRY[u].describe(depth=c["depth"], outer_tanh=c.get("outer_tanh")) + " |")
-    from . import __version__
+    from .. import __version__
 
     lines.append(f"| minirnn | {__version__} (Python {platform.python_version()}, {platform.machine()}) |")
     lines += ["", "## Times", "", "| model | training (s) | sessions | evaluation (s) |", "|---|---|---|---|"]
@@ -377,6 +377,6 @@ def write_report(folder, state: dict, units) -> Path:
                          f"{e.get('eval_seconds', 0.0):.1f} |")
     lines += ["", f"Started {state.get('started', '–')}; report written {_now()}.", ""]
     path = folder / REPORT_FILE
-    from .atomic import write_file
+    from ..training.atomic import write_file
 
     return write_file(path, "\n".join(lines), "report", overwrite=True)

@@ -22,7 +22,7 @@ import signal
 import threading
 from contextlib import contextmanager
 
-from .errors import MinirnnError
+from ..errors import MinirnnError
 
 # SIGHUP: the terminal was closed -- a stop like SIGTERM, not a reason to lose the steps since the last save
 HANDLED = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())

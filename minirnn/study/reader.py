@@ -1,8 +1,8 @@
 """`minirnn read`: a unit's derivation beside the code that computes it (docs/read.md).
 
-The page (``minirnn/read_page/``) shows the unit's docs page on the left and, for
+The page (``minirnn/study/read_page/``) shows the unit's docs page on the left and, for
 the selected tag, every line that cites it on every path, with a few lines of
-context: found by :mod:`minirnn.tag_index` and read from the code at run time,
+context: found by :mod:`minirnn.study.tag_index` and read from the code at run time,
 so the page cannot go stale.  A backward tag has a check: a float64 gradient
 check of the tensors that tag's line computes, on the unit's reference code and
 its fast CPU kernels, as ``minirnn gradcheck`` does it (central differences
@@ -22,8 +22,10 @@ import json
 from fnmatch import fnmatch
 from pathlib import Path
 
-from . import markdown, tag_index
-from .errors import MinirnnError
+from . import markdown
+
+from . import tag_index
+from ..errors import MinirnnError
 from .serve import RequestError, _only, dispatch, page_files
 
 CONTEXT = 3                      # lines shown above and below each cited line
@@ -38,7 +40,7 @@ STATIC_DATA = "data.js"          # the static folder's units, loaded by index.ht
 
 
 def _units():
-    from .units import REGISTRY
+    from ..units import REGISTRY
 
     return REGISTRY
 
@@ -141,8 +143,8 @@ def _unit_of_tag(tag: str) -> str:
 def check_tag(tag: str, seed: int = 0) -> dict:
     """The float64 gradient check of one backward tag on a tiny unit (minirnn.gradcheck), on the reference
     code and, where the unit has them, on the fast CPU kernels (the same random problem for both)."""
-    from .gradcheck import DEFAULT_STEP, DEFAULT_TOLERANCE, FLOOR, check_unit
-    from .kernels import accelerate
+    from ..gradcheck import DEFAULT_STEP, DEFAULT_TOLERANCE, FLOOR, check_unit
+    from ..kernels import accelerate
 
     plan = check_plan(tag)
     if plan is None:
@@ -207,7 +209,7 @@ def write_static(folder, units: list[str]) -> list[Path]:
     import shutil
     import tempfile
 
-    from .atomic import _umask
+    from ..training.atomic import _umask
 
     views = [unit_view(u) for u in units]              # every unit name is checked before anything is written
     folder = Path(folder)

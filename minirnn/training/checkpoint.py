@@ -35,8 +35,8 @@ import numpy as np
 
 from .atomic import CHECKED, atomic_hdf5, check_digest
 from . import schema
-from .errors import MinirnnError
-from .memory import LIMITS
+from ..errors import MinirnnError
+from .limits import LIMITS
 
 FORMAT = "minirnn-checkpoint"
 FORMAT_VERSION = 1
@@ -86,7 +86,7 @@ def _json_default(value):
 
 
 def _write(f, model, optimizer, step, order_state, config, output_words, history, extra) -> None:
-    from . import __version__
+    from .. import __version__
 
     params = model.host_params()
     dtype = next(iter(params.values())).dtype
@@ -288,7 +288,7 @@ def load_checkpoint(path, device: str = "cpu", impl: str = "fast") -> Checkpoint
     foreign file, a failed checksum, non-finite or mistyped arrays and an
     inconsistent step.
     """
-    from .model import Model
+    from ..model import Model
 
     path, f, checked = _open(path)
     notes = []

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import to_numpy
-from .errors import MinirnnError
+from ..backend import to_numpy
+from ..errors import MinirnnError
 
 SPECIALS = ("<eos>", "<unknown>")
 UNKNOWN = 1
@@ -79,7 +79,7 @@ def encode_text(text: str, typing: bool = False) -> EncodedText:
     word's); and the last word -- the letters after the last space, or that space
     alone -- is not finished, so it has no correct word yet (``typing(t)``).
     """
-    from .data.corpora import normalize_text
+    from ..data.corpora import normalize_text
 
     if len(text) > MAX_TEXT_CHARS:    # before normalising it
         raise MinirnnError(f"the text has {len(text):,} characters; at most {MAX_TEXT_CHARS:,} are read at once: "
@@ -287,7 +287,7 @@ def resolve_position(enc: EncodedText, at: int | None = None, word: str | None =
             raise MinirnnError(f"--at {at} is outside the text: positions run from 0 (the leading space) "
                                f"to {len(enc) - 1}")
         return at
-    from .data.corpora import normalize_text
+    from ..data.corpora import normalize_text
 
     w = normalize_text(word)
     if not w or " " in w:

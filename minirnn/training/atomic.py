@@ -6,7 +6,7 @@ failure (a full disk, a folder without write permission, an interrupt) removes
 the temporary file and leaves whatever was at the destination untouched.  A
 writer killed outright (``kill -9``) can leave its temporary file behind; the
 next writer that holds the file's lock removes it
-(:func:`minirnn.runlock.remove_stale_temps`).
+(:func:`minirnn.training.runlock.remove_stale_temps`).
 
 Before anything is written, :func:`check_output` refuses a destination whose
 replacement would lose something: anything that is not a regular file (a
@@ -37,12 +37,12 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import MinirnnError
+from ..errors import MinirnnError
 
 #: keyword arguments of ``create_dataset`` for a checksummed dataset (verified by HDF5 on read)
 CHECKED = {"fletcher32": True}
 
-#: files being written right now (a stop signal's handler never raises inside one: minirnn/signals.py)
+#: files being written right now (a stop signal's handler never raises inside one: minirnn/training/signals.py)
 _writing = [0]
 
 

@@ -15,7 +15,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from importlib import metadata
 
-from .errors import MinirnnError
+from ..errors import MinirnnError
 
 STATUSES = ("ok", "warn", "fail", "skip")
 
@@ -121,7 +121,7 @@ def _cupy(state) -> Check:
         import cupy
     except Exception as exc:
         raise _Stop(f"CuPy is not importable ({type(exc).__name__})", GPU_EXTRA) from None
-    from .kernels.cuda import wheels
+    from ..kernels.cuda import wheels
 
     try:
         runtime = cupy.cuda.runtime.runtimeGetVersion()
@@ -146,7 +146,7 @@ def _driver(state) -> Check:
 
 
 def _device(state) -> Check:
-    from .kernels.cuda._runtime import get_backend
+    from ..kernels.cuda._runtime import get_backend
 
     try:
         backend = get_backend()
@@ -175,7 +175,7 @@ def _mapped(prefix: str) -> str:
 
 
 def _library_hint(library, state) -> str:
-    from .kernels.cuda import wheels
+    from ..kernels.cuda import wheels
 
     return wheels.install_hint(library, state["major"])
 
@@ -195,7 +195,7 @@ def _nvrtc(state) -> Check:
 
 
 def _cublas(state) -> Check:
-    from .kernels.cuda import cublas
+    from ..kernels.cuda import cublas
 
     try:
         from cupy_backends.cuda import libs
@@ -212,7 +212,7 @@ def _cublas(state) -> Check:
 
 
 def _nccl(state) -> Check:
-    from .kernels.cuda import wheels
+    from ..kernels.cuda import wheels
 
     try:
         with warnings.catch_warnings():   # CuPy warns, over several lines, when libnccl is missing
@@ -230,7 +230,7 @@ def _nccl(state) -> Check:
 def _kernels(state) -> Check:
     import numpy as np
 
-    from .kernels.cuda import _source
+    from ..kernels.cuda import _source
 
     backend = state["backend"]
     names = list(_source.kernels())
@@ -245,7 +245,7 @@ def _graph(state) -> Check:
     import types
     from collections import OrderedDict
 
-    from .kernels.cuda import _runtime
+    from ..kernels.cuda import _runtime
 
     backend, cp = state["backend"], state["cupy"]
     if not _runtime.graph_status()["graphs"]:
@@ -273,8 +273,8 @@ def _units(state) -> Check:
     """A small step of every unit on the GPU equals the CPU in float64 (loss and every gradient)."""
     import numpy as np
 
-    from .backend import to_numpy
-    from .model import Model
+    from ..backend import to_numpy
+    from ..model import Model
 
     rng = np.random.default_rng(0)
     source = rng.integers(1, 28, size=(3, 7))
