@@ -261,15 +261,3 @@ class Model:
             if tuple(v.shape) != tuple(self.params[k].shape):
                 raise ValueError(f"parameter {k} has shape {tuple(v.shape)}, expected {tuple(self.params[k].shape)}")
             self.params[k] = self.xp.array(to_numpy(v), dtype=self.dtype, copy=True)
-
-    # --- files ---------------------------------------------------------------------
-    @classmethod
-    def from_safetensors(cls, path, device: str = "cpu", impl: str = "fast") -> "Model":
-        """The model of a ``minirnn export`` file (either layout; docs/export.md), on ``device``.
-
-        Needs the safetensors package (``pip install 'minirnn[export]'``).  The
-        output vocabulary and the run's settings are in the file's metadata:
-        ``minirnn.study.export.read_export(path)`` returns them with the model."""
-        from .study.export import read_export
-
-        return read_export(path, device=device, impl=impl).model

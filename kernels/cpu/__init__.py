@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minirnn.scratch import WORKSPACE
+from minirnn.scratch import POOL
 
 from . import gates
 
@@ -44,7 +44,7 @@ class NumbaBackend:
     @staticmethod
     def scratch(shape, dtype):
         """A pooled uninitialised array (minirnn/scratch.py): no fresh pages, no page faults."""
-        return WORKSPACE.empty(shape, dtype)
+        return POOL.empty(shape, dtype)
 
     @staticmethod
     def bind(buffer, value):

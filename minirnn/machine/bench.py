@@ -88,9 +88,9 @@ class Stepper:
 
 def peak_host_memory(setup: StepSetup, impl: str) -> int:
     """Peak bytes allocated through Python/NumPy during one step (model and Adam state included)."""
-    from ..scratch import WORKSPACE
+    from ..scratch import POOL
 
-    WORKSPACE.clear()  # pooled buffers made before tracing started would go uncounted
+    POOL.clear()  # pooled buffers made before tracing started would go uncounted
     gc.collect()
     tracemalloc.start()
     try:
