@@ -9,6 +9,9 @@ import click
 
 from .complete import SPACE_MARK, load_for_analysis
 from .options import device_option
+import numpy as np
+from minirnn.study import analysis, connectivity as heatmap
+from minirnn.training.atomic import check_output, write_file
 
 
 def _describe(res) -> str:
@@ -22,8 +25,6 @@ def _describe(res) -> str:
 
 
 def _strongest(res, count: int = 5) -> str:
-    import numpy as np
-
     vals = res.values[: res.at + 1]
     order = np.argsort(-vals, kind="stable")[:count]
     total = float(vals.sum()) or 1.0
@@ -64,10 +65,6 @@ def connectivity(checkpoint, text, at, word, occurrence, scale, color, html_path
     with respect to that position's one-hot input.  The logit is the correct
     word's; when that word is not in the model's vocabulary, the predicted word's.
     """
-    from minirnn.study import analysis
-    from minirnn.study import connectivity as heatmap
-    from minirnn.training.atomic import check_output, write_file
-
     if (at is None) == (word is None):
         raise click.UsageError("give exactly one of --at N or --word WORD")
     output = {"overwrite": overwrite, "inputs": (checkpoint,)}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+from minirnn.study.export import export_file, read_export
 
 
 @click.command()
@@ -19,8 +20,6 @@ def export(checkpoint, out, layout, overwrite):
     run's settings) that rebuilds the model: 'minirnn evaluate', 'complete' and
     'connectivity' accept the file.  Needs: pip install 'minirnn[export]'.
     """
-    from minirnn.study.export import export_file, read_export
-
     path = export_file(checkpoint, out, layout=layout, overwrite=overwrite)
     ck = read_export(path, impl="reference")
     # counted as `train` and `info` count (trainable only), and the stored constants named

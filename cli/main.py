@@ -11,6 +11,8 @@ import importlib
 import click
 
 from minirnn.errors import MinirnnError
+from minirnn import messages
+from .console import Console
 
 # command name -> (module inside minirnn.cli, function name, one-line help)
 COMMANDS = {
@@ -51,9 +53,6 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx):
-        from minirnn import messages
-        from .console import Console
-
         previous = messages.use(Console())   # the library's messages and progress bars go to the terminal
         try:
             return super().invoke(ctx)

@@ -34,6 +34,7 @@ import numpy as np
 from minirnn.units.gru import GRU
 from minirnn.units.lstm import LSTM
 from minirnn.units.nlstm import NestedLSTM
+from minirnn.units import unit_spec
 
 _SLACK = 16          # workspace capacity is rounded up to a multiple of this many steps
 
@@ -155,7 +156,6 @@ def fast_unit(unit, device: str = "cpu", backend=None):
     CUDA device's, found on first use, on the GPU); tests pass stand-ins."""
     if isinstance(unit, FastUnit):
         return unit
-    from minirnn.units import unit_spec
 
     spec = unit_spec(unit.name)
     cls = spec.fast_class(device)

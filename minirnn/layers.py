@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, to_numpy
 from .scratch import POOL
 
 PAD, UNKNOWN = 0, 1
@@ -169,6 +169,4 @@ def dense_scores(Hs, target, W, b, k: int = 3, chunk: int = DEFAULT_CHUNK):
 
 
 def _host(a):
-    from .backend import to_numpy
-
     return to_numpy(a)

@@ -21,6 +21,8 @@ import numpy as np
 from . import layers as L
 from .backend import get_xp, host_copy, resolve_dtype, to_numpy
 from .units import UNITS, make_unit
+from minirnn.kernels import accelerate
+from .units.base import glorot_uniform
 
 INPUT_VOCAB = 28  # 0 padding, 1 space, 2..27 letters a..z
 
@@ -34,7 +36,6 @@ class Model:
             raise ValueError(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}")
         if layers < 1 or hidden < 1 or depth < 1 or output_vocab < 3 or input_vocab < 2:
             raise ValueError("hidden, layers and depth must be >= 1, output_vocab >= 3, input_vocab >= 2")
-        from minirnn.kernels import accelerate  # noqa: WPS433 (kernels import units; avoid a cycle at import)
 
         self.device = device
         self.xp = get_xp(device)
@@ -68,7 +69,6 @@ class Model:
         for layer, unit in enumerate(self.reference_units):
             for name, value in unit.init_params(rng, dt).items():
                 params[f"layer{layer}.{name}"] = value
-        from .units.base import glorot_uniform
 
         params["dense.W"] = glorot_uniform(rng, (cfg["hidden"], cfg["output_vocab"]), dt)
         params["dense.b"] = np.zeros(cfg["output_vocab"], dtype=dt)

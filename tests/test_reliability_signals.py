@@ -156,15 +156,15 @@ def test_a_signal_during_a_step_finishes_that_step_and_saves_it(corpus, tmp_path
 def test_ctrl_c_before_the_first_step_says_there_is_nothing_to_resume(corpus, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import minirnn.data
+    from minirnn.training import loop
 
-    real = minirnn.data.load_or_build_dataset
+    real = loop.load_or_build_dataset
 
     def interrupted_build(*args, **kw):
         os.kill(os.getpid(), signal.SIGINT)   # arrives while the dataset is being prepared
         return real(*args, **kw)
 
-    monkeypatch.setattr(minirnn.data, "load_or_build_dataset", interrupted_build)
+    monkeypatch.setattr(loop, "load_or_build_dataset", interrupted_build)
     out = tmp_path / "run.h5"
     result = CliRunner().invoke(cli, command(corpus, out, "--steps", "5")[3:])
     assert result.exit_code == 130, result.output

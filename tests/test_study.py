@@ -70,8 +70,7 @@ def test_study_resumes_skips_and_continues(tmp_path, monkeypatch):
 
 
 def test_report_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
-    from minirnn.study import plotting
-    monkeypatch.setattr(plotting, "have_matplotlib", lambda: False)
+    monkeypatch.setattr(S, "have_matplotlib", lambda: False)
     out = tmp_path / "study"
     quick(out, 1, units=("gru",))
     report = (out / "report.md").read_text()

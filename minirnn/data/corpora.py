@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MinirnnError
+from ..messages import progress as reporter_progress
 
 __all__ = [
     "TEXT8_URL",
@@ -127,8 +128,6 @@ def builtin_corpus() -> str:
 
 def _progress_bar(progress: bool, total: int, done: int, label: str):
     """The reporter's progress bar (minirnn/messages.py), entered, already at ``done``."""
-    from ..messages import progress as reporter_progress
-
     bar = reporter_progress(progress, total, label)
     bar.__enter__()
     if done:

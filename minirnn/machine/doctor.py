@@ -16,6 +16,12 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 
 from ..errors import MinirnnError
+import numpy as np
+import types
+from . import blas
+from collections import OrderedDict
+from ..backend import to_numpy
+from ..model import Model
 
 STATUSES = ("ok", "warn", "fail", "skip")
 
@@ -68,8 +74,6 @@ def _version_tuple(text: str) -> tuple:
 def blas_check(natural=None) -> Check:
     """NumPy's BLAS: library, version, kernels, threads; a warning when OPENBLAS_CORETYPE overrides the kernels.
     ``natural``: the kernels OpenBLAS picks without the override (asked in a fresh process when not given)."""
-    from . import blas
-
     info = blas.blas_info()
     if info["library"] is None:
         return Check("blas", "warn", "could not tell which BLAS NumPy uses", "")
@@ -228,8 +232,6 @@ def _nccl(state) -> Check:
 
 
 def _kernels(state) -> Check:
-    import numpy as np
-
     from ..kernels.cuda import _source
 
     backend = state["backend"]
@@ -242,9 +244,6 @@ def _kernels(state) -> Check:
 
 def _graph(state) -> Check:
     """A loop of one cuBLAS product, run through run_loop until it is captured and replayed."""
-    import types
-    from collections import OrderedDict
-
     from ..kernels.cuda import _runtime
 
     backend, cp = state["backend"], state["cupy"]
@@ -271,11 +270,6 @@ def _graph(state) -> Check:
 
 def _units(state) -> Check:
     """A small step of every unit on the GPU equals the CPU in float64 (loss and every gradient)."""
-    import numpy as np
-
-    from ..backend import to_numpy
-    from ..model import Model
-
     rng = np.random.default_rng(0)
     source = rng.integers(1, 28, size=(3, 7))
     target = rng.integers(0, 12, size=(3, 7))

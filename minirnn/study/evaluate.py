@@ -38,6 +38,11 @@ from ..training import distributed
 from .. import messages
 from ..errors import MinirnnError
 from ..layers import dense_scores
+from ..backend import resolve_device
+from .export import load_model_file
+from pathlib import Path
+from ..data import cached_dataset, load_corpus, load_or_build_dataset
+from ..training.presets import DEFAULT_DATA_SEED
 
 PAD, SPACE = 0, 1
 FIRST_WORD = 2
@@ -167,9 +172,6 @@ def evaluate_checkpoint(path, split: str = "test", device: str = "cpu", limit: i
     Under ``mpiexec`` the ranks share out the batches and every rank returns the
     whole result.
     """
-    from ..backend import resolve_device
-    from .export import load_model_file
-
     ctx = distributed.context()                                   # distributed: start (one process: no-op)
     ctx.handshake("evaluation", {"checkpoint": str(path), "split": split, "device": device, "limit": limit,
                                  "batch_size": batch_size, "impl": impl}, device=device)
@@ -205,11 +207,6 @@ def dataset_of_checkpoint(ck, progress: bool = False, corpus=None):
     was rewritten, the dataset cached for the run's checksum still serves; else
     the evaluation is refused (never computed on another text).
     """
-    from pathlib import Path
-
-    from ..data import cached_dataset, load_corpus, load_or_build_dataset
-    from ..training.presets import DEFAULT_DATA_SEED
-
     cfg, extra = ck.config, ck.extra
     try:
         sizes = (int(cfg["vocab_size"]), int(cfg["max_length"]), int(cfg.get("data_seed", DEFAULT_DATA_SEED)))

@@ -13,6 +13,9 @@ import numpy as np
 
 from ..errors import MinirnnError
 from ..units import UNITS
+import io
+from ..training.atomic import write_file
+from .connectivity import _lines, relative, rgb
 
 PLOT_FIX = "pip install 'minirnn[plot]'"
 
@@ -47,10 +50,6 @@ def pyplot():
 
 def _save(fig, out, overwrite: bool = False, inputs=()) -> Path:
     """Render the figure in memory, then write it with the one atomic writer (minirnn/training/atomic.py)."""
-    import io
-
-    from ..training.atomic import write_file
-
     plt = pyplot()
     out = Path(out).expanduser()
     buffer = io.BytesIO()
@@ -182,8 +181,6 @@ def plot_accuracy_by_letters(results, out, published: bool = True, max_letters: 
 def plot_connectivity(chars: str, values, at: int, out, title: str = "", scale: str = "linear",
                       width: int = 60, **output) -> Path:
     """The connectivity heat map as an image: one cell per character, coloured like the terminal map."""
-    from .connectivity import _lines, relative, rgb
-
     plt = pyplot()
     from matplotlib.patches import Rectangle
 

@@ -27,6 +27,13 @@ from . import markdown
 from . import tag_index
 from ..errors import MinirnnError
 from .serve import RequestError, _only, dispatch, page_files
+import os
+import shutil
+import tempfile
+from ..units import REGISTRY
+from ..gradcheck import DEFAULT_STEP, DEFAULT_TOLERANCE, FLOOR, check_unit
+from ..kernels import accelerate
+from ..training.atomic import _umask
 
 CONTEXT = 3                      # lines shown above and below each cited line
 CHECK_SIZES = {"input_size": 4, "hidden_size": 3, "T": 5, "B": 3}   # a tiny unit: a check takes under a second
@@ -40,8 +47,6 @@ STATIC_DATA = "data.js"          # the static folder's units, loaded by index.ht
 
 
 def _units():
-    from ..units import REGISTRY
-
     return REGISTRY
 
 
@@ -143,9 +148,6 @@ def _unit_of_tag(tag: str) -> str:
 def check_tag(tag: str, seed: int = 0) -> dict:
     """The float64 gradient check of one backward tag on a tiny unit (minirnn.gradcheck), on the reference
     code and, where the unit has them, on the fast CPU kernels (the same random problem for both)."""
-    from ..gradcheck import DEFAULT_STEP, DEFAULT_TOLERANCE, FLOOR, check_unit
-    from ..kernels import accelerate
-
     plan = check_plan(tag)
     if plan is None:
         raise MinirnnError(f"{tag} is a forward equation: there is no gradient to check (pick a backward tag, -B)")
@@ -205,12 +207,6 @@ def write_static(folder, units: list[str]) -> list[Path]:
     The checks need the live server; the page says so.  The folder is built under a temporary
     name beside it and renamed into place at the end, so a failure leaves nothing half-written;
     an existing non-empty folder is refused."""
-    import os
-    import shutil
-    import tempfile
-
-    from ..training.atomic import _umask
-
     views = [unit_view(u) for u in units]              # every unit name is checked before anything is written
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):

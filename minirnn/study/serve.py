@@ -31,6 +31,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import analysis
 from ..errors import MinirnnError
+from importlib import resources
+from .plotting import UNIT_LABELS
+from .comparison import evaluation_for
+from concurrent.futures import ThreadPoolExecutor
+from ..training.checkpoint import load_checkpoint
+from .connectivity import LOG_DECADES
 
 MAX_BODY = 64 * 1024
 DEFAULT_MAX_CHARS = 500
@@ -59,8 +65,6 @@ class RequestError(Exception):
 
 def page_files(package_folder: str = "serve_page", routes: dict = PAGE_FILES) -> dict:
     """A page's files as bytes, by URL path (read from the installed package; also ``minirnn read``'s)."""
-    from importlib import resources
-
     folder = resources.files("minirnn.study").joinpath(package_folder)
     cache = {}
     out = {}
@@ -106,16 +110,12 @@ def _plain(v) -> bool:
 
 def model_labels(paths, units) -> list[str]:
     """'GRU', 'LSTM', 'Nested LSTM'; the file name is added where two checkpoints share a unit."""
-    from .plotting import UNIT_LABELS
-
     names = [UNIT_LABELS.get(u, str(u)) for u in units]
     return [f"{n} ({Path(p).stem})" if names.count(n) > 1 else n for n, p in zip(names, paths)]
 
 
 def _default_evaluate(device: str, limit: int | None):
     def evaluate(served: ServedModel):
-        from .comparison import evaluation_for
-
         return evaluation_for(served.path, served.checkpoint, split="test", device=device, limit=limit)
     return evaluate
 
@@ -141,7 +141,6 @@ class App:
         self.files = page_files()
         self._answers = {kind: analysis.LRUCache(ANSWER_CACHE) for kind in ("complete", "connectivity")}
         self._answers_lock = threading.Lock()
-        from concurrent.futures import ThreadPoolExecutor
 
         # The models answer side by side: NumPy releases the GIL in its products.
         self._pool = ThreadPoolExecutor(max_workers=len(models), thread_name_prefix="minirnn-model")
@@ -155,8 +154,6 @@ class App:
     @classmethod
     def load(cls, paths, device: str = "cpu", **kwargs) -> "App":
         """Load every checkpoint (one-line MinirnnError for a bad one) on ``device``."""
-        from ..training.checkpoint import load_checkpoint
-
         cks = [load_checkpoint(p, device=device, impl="reference") for p in paths]
         labels = model_labels(paths, [ck.model.config["unit"] for ck in cks])
         models = [ServedModel(index=i, path=Path(p), checkpoint=ck, label=label,
@@ -173,7 +170,6 @@ class App:
     # --------------------------------------------------------------- endpoints
     def api_models(self, query: dict) -> dict:
         _only(query, (), "GET /api/models")
-        from .connectivity import LOG_DECADES
 
         return {"max_chars": self.max_chars, "max_k": analysis.LIVE_TOP, "log_decades": LOG_DECADES,
                 "device": self.device, "models": [m.summary() for m in self.models]}

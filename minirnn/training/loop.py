@@ -40,7 +40,20 @@ from . import distributed
 
 from .. import messages
 from ..errors import MinirnnError
-from .presets import DEFAULT_DATA_SEED
+from .presets import DEFAULT_DATA_SEED, preset as preset_dict
+import shutil
+import signal
+from .checkpoint import peek_checkpoint, load_checkpoint, save_checkpoint
+from ..units import UNITS
+from .limits import LIMITS, check_limit, human, check_memory
+from .atomic import check_output
+from .runlock import RunLock, remove_stale_temps
+from .signals import Interrupted, StopSignals, signal_name
+from ..backend import resolve_device
+from ..data import BatchOrder, load_or_build_dataset
+from .save_watch import LossWatch
+from ..model import INPUT_VOCAB, Model
+from ..optim import Adam
 
 # settings a resumed run must share with its checkpoint (the model, the data and the batch order)
 RESUME_FIXED = ("unit", "hidden", "layers", "depth", "vocab_size", "max_length", "batch_size", "seed",
@@ -83,8 +96,6 @@ class TrainConfig:
         Giving ``epochs`` without ``steps`` trains for those epochs (and vice versa),
         whatever the preset says.
         """
-        from .presets import preset as preset_dict
-
         values = {**preset_dict(preset, unit), "preset": preset}
         given = {k: v for k, v in overrides.items() if v is not None}
         _check_names(given)
@@ -102,8 +113,6 @@ class TrainConfig:
         """The configuration stored in a checkpoint (to resume it), with the non-None ``overrides``.
 
         ``preset``, when given, must be the run's own (a resume cannot change it)."""
-        from .checkpoint import peek_checkpoint
-
         _require_checkpoint(Path(path).expanduser())
         stored = peek_checkpoint(path)["config"]
         if preset is not None and stored.get("preset") not in (None, preset):
@@ -124,8 +133,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
-        from ..units import UNITS
-
         if self.unit not in UNITS:
             raise MinirnnError(f"unknown unit {self.unit!r}; choose one of {', '.join(UNITS)}")
         for name in ("hidden", "layers", "depth", "vocab_size", "batch_size"):
@@ -154,7 +161,6 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise MinirnnError(f"{name} must be a non-negative integer, got {value!r}")
-        from .limits import LIMITS, check_limit
 
         for name in LIMITS:
             if hasattr(self, name):
@@ -287,11 +293,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     train one model data-parallel: rank 0 alone locks, prints and writes
     checkpoints (minirnn/training/distributed.py, docs/distributed.md).
     """
-    from .limits import human
-    from .atomic import check_output
-    from .runlock import RunLock, remove_stale_temps
-    from .signals import Interrupted, StopSignals, signal_name
-
     config.validate()
     ctx = distributed.context()                                   # distributed: start (one process: no-op)
     ctx.handshake("configuration", {**config.to_dict(), "resume": bool(resume), "overwrite": bool(overwrite)},
@@ -323,23 +324,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
 
 
 def _after_last_step(signum: int, step: int, out: Path) -> str:
-    from .signals import signal_name
-
     return (f"interrupted by {signal_name(signum)} after the last step; the checkpoint at step {step} in {out} "
             f"is complete: evaluate it with 'minirnn evaluate {out}'")
 
 
 def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress: bool, echo, overwrite: bool,
                   dataset, ctx) -> TrainResult:
-    from ..backend import resolve_device
-    from .checkpoint import load_checkpoint, save_checkpoint
-    from ..data import BatchOrder, load_or_build_dataset
-    from .save_watch import LossWatch
-    from .limits import check_memory
-    from ..model import INPUT_VOCAB, Model
-    from ..optim import Adam
-    from .signals import Interrupted
-
     if resume:
         _require_checkpoint(out)
     if not resume and out.exists() and not overwrite:
@@ -438,10 +428,6 @@ def _nan_if_none(value) -> float:
 
 def _check_disk(out: Path, count: int, dtype: str) -> None:
     """Refuse a run whose checkpoint (parameters and Adam's two moments) cannot fit on the disk."""
-    import shutil
-
-    from .limits import human
-
     size = 3 * count * (8 if dtype == "float64" else 4)
     try:
         free = shutil.disk_usage(out.parent).free
@@ -516,8 +502,6 @@ class _Loop:
     def safe_point(self, stops) -> None:
         """Stop here when a stop signal was received -- distributed: by any rank; the ranks agree at every
         safe point, so all stop at the same step (a rank stopping alone took the job down with MPI_Abort)."""
-        from .signals import Interrupted
-
         found = self.ctx.stop_signal(stops.signum)
         if found:
             self.stop_rank = found[0]
@@ -525,8 +509,6 @@ class _Loop:
 
     def stopped(self, signum: int, order_state, can_save: bool, agreed: bool):
         """The Interrupted error of a stop at ``self.step``; ``agreed``: every rank stops here (a safe point)."""
-        from .signals import Interrupted, signal_name
-
         on_disk = self.saved is not None and self.saved[0] == self.step
         # distributed: only an agreed stop saves (otherwise the ranks may be mid-collective; the job is aborted)
         can_save = can_save and (agreed or self.ctx.size == 1)
@@ -547,10 +529,6 @@ class _Loop:
 
     def run(self, stops, progress: bool) -> tuple[int, float]:
         """Run the steps; returns (characters read, seconds)."""
-        import signal
-
-        from .signals import Interrupted
-
         config, model, history, order = self.config, self.model, self.history, self.order
         total = self.total
         _say(self.echo, f"training {config.unit} ({config.preset or 'custom'}): {model.parameter_counts()['total']:,} "
