@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from .options import device_option
+from minirnn.study.comparison import evaluation_for
 from minirnn.study.plotting import UNIT_LABELS, plot_accuracy_by_letters, plot_loss_curves, pyplot
 from minirnn.training.atomic import check_output
 from minirnn.training.checkpoint import load_checkpoint
@@ -41,8 +42,6 @@ def plot(checkpoints, out, kind, split, limit, published, overwrite, device):
     if kind == "loss":
         path = plot_loss_curves([(label, ck.history) for label, ck in zip(labels, cks)], out, **output)
     else:
-        from minirnn.study.comparison import evaluation_for
-
         results = []
         for label, ck, unit, p in zip(labels, cks, units, checkpoints):
             ev, where = evaluation_for(p, ck, split=split, device=device, limit=limit)

@@ -75,3 +75,49 @@ def test_the_cycle_finder_finds_a_circle():
 def test_few_modules_sit_directly_in_the_package():
     top = [p.name for p in (REPO / "minirnn").glob("*.py")]
     assert len(top) <= 12, sorted(top)
+
+
+# Loading these costs time or needs an optional install, so they are imported where used (docs/index.md).
+HEAVY = ("numba", "cupy", "cupyx", "cupy_backends", "matplotlib", "mpi4py", "safetensors", "torch",
+         "minirnn.kernels.cpu", "minirnn.kernels.cuda")   # the kernels load Numba / CuPy
+
+
+def local_imports(name: str, path: Path, known: dict) -> list:
+    """(line, module) of each import inside a function that is neither heavy nor guarded by ImportError."""
+    tree = ast.parse(path.read_text())
+    out = []
+    for func in ast.walk(tree):
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        guarded = {id(n) for t in ast.walk(func) if isinstance(t, ast.Try)
+                   and any(ast.unparse(h.type or ast.Name("")).endswith("ImportError") for h in t.handlers)
+                   for n in ast.walk(t)}
+        for node in ast.walk(func):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in guarded:
+                targets = resolve(name, path, node, known)
+                if not all(any(t == h or t.startswith(h + ".") for h in HEAVY) for t in targets):
+                    out.append((node.lineno, ast.unparse(node)))
+    return out
+
+
+def resolve(name: str, path: Path, node, known: dict) -> list:
+    """The absolute names an import statement loads."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if not node.level:
+        return [node.module]
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+    return [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+
+
+def test_imports_inside_functions_are_only_of_heavy_optional_packages():
+    known = modules()
+    found = {name: local_imports(name, path, known) for name, path in known.items()}
+    assert not {k: v for k, v in found.items() if v}
+
+
+def test_the_local_import_check_sees_a_light_one(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("def f():\n    import json\n    import numba\n")
+    assert local_imports("m", path, {}) == [(2, "import json")]

@@ -174,16 +174,16 @@ def test_ctrl_c_before_the_first_step_says_there_is_nothing_to_resume(corpus, tm
 
 
 def test_a_signal_during_the_final_test_says_the_checkpoint_is_complete(corpus, tmp_path, monkeypatch):
-    import minirnn.study.evaluate
+    from minirnn.training import loop
     from minirnn.training.signals import Interrupted
 
-    real = minirnn.study.evaluate.evaluate_model
+    real = loop.evaluate_model
 
     def interrupted_test(*args, **kw):
         os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kw)
 
-    monkeypatch.setattr(minirnn.study.evaluate, "evaluate_model", interrupted_test)
+    monkeypatch.setattr(loop, "evaluate_model", interrupted_test)
     out = tmp_path / "run.h5"
     with pytest.raises(Interrupted, match="after the last step; the checkpoint at step 6 .* is complete") as info:
         train(tiny(corpus, out), progress=False, echo=None)

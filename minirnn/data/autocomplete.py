@@ -31,6 +31,7 @@ from .corpora import Corpus, corpus_from_text, data_home, load_corpus
 import h5py
 from .. import __version__
 from ..training.runlock import RunLock, check_writable_folder, remove_stale_temps
+from ..messages import say
 
 __all__ = [
     "DEFAULT_VOCAB_SIZE",
@@ -77,8 +78,6 @@ _CHUNK_CHARS = 1 << 24  # words are split in ~16 MB pieces to bound memory on te
 
 def _say(progress: bool, message: str) -> None:
     if progress:
-        from ..messages import say
-
         say(message, err=True)
 
 

@@ -32,11 +32,12 @@ import numpy as np
 from .evaluate import evaluate_checkpoint
 from ..training.atomic import write_file
 from ..backend import resolve_device
-from ..training.checkpoint import peek_checkpoint
+from ..training.checkpoint import peek_checkpoint, load_checkpoint
 from ..data import load_or_build_dataset
 from ..training.presets import PRESETS
 from ..training.loop import TrainConfig, train
 from .plotting import PUBLISHED_TOP1_BY_LETTERS, UNIT_LABELS, have_matplotlib, letters_curves
+from .plotting import plot_accuracy_by_letters, plot_loss_curves
 
 UNITS = ("gru", "lstm", "nlstm")
 #: docs/study.md §4: published test cross-entropy and accuracy after two epochs.
@@ -330,9 +331,6 @@ def write_report(folder, state: dict, units) -> Path:
     # figures
     lines += ["", "## Figures", ""]
     if have_matplotlib() and evals:
-        from ..training.checkpoint import load_checkpoint
-        from .plotting import plot_accuracy_by_letters, plot_loss_curves
-
         runs = []
         for u in units:
             p = folder / f"{u}.h5"

@@ -37,6 +37,7 @@ from .comparison import evaluation_for
 from concurrent.futures import ThreadPoolExecutor
 from ..training.checkpoint import load_checkpoint
 from .connectivity import LOG_DECADES
+import socket
 
 MAX_BODY = 64 * 1024
 DEFAULT_MAX_CHARS = 500
@@ -483,8 +484,6 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, app: App, host: str = "127.0.0.1", port: int = 8000, verbose: bool = False):
         if ":" in host:
-            import socket
-
             self.address_family = socket.AF_INET6
         super().__init__((host, port), Handler)
         self.app = app

@@ -48,6 +48,8 @@ import numpy as np
 from ..errors import MinirnnError
 from .. import __version__
 from ..layers import counted_positions
+import select
+import signal
 
 INSTALL = "pip install 'minirnn[mpi]'"
 START_TIMEOUT = 120.0
@@ -565,9 +567,6 @@ class _Watchdog:
         pid = os.fork()
         if pid == 0:                                     # the watchdog
             try:
-                import select
-                import signal
-
                 os.close(self.write)
                 ready, _, _ = select.select([read], [], [], seconds)
                 if not ready:

@@ -54,6 +54,7 @@ from ..data import BatchOrder, load_or_build_dataset
 from .save_watch import LossWatch
 from ..model import INPUT_VOCAB, Model
 from ..optim import Adam
+from ..study.evaluate import evaluate_model
 
 # settings a resumed run must share with its checkpoint (the model, the data and the batch order)
 RESUME_FIXED = ("unit", "hidden", "layers", "depth", "vocab_size", "max_length", "batch_size", "seed",
@@ -337,8 +338,6 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
                            "or choose another --out")
     stored = None
     if resume:
-        from .checkpoint import peek_checkpoint
-
         stored = peek_checkpoint(out)
         _check_resume(config, stored["config"], out)
 
@@ -605,8 +604,6 @@ class _Loop:
                              seconds=seconds, chars_per_second=chars / seconds if seconds > 0 else 0.0,
                              device=self.device, config=config, dataset=self.dataset, model=model)
         if config.final_test and len(self.dataset.split("test")):
-            from ..study.evaluate import evaluate_model
-
             result.test = evaluate_model(model, self.dataset, "test", batch_size=config.batch_size, ctx=self.ctx)
         for line in summary_lines(result):
             _say(self.echo, line)
