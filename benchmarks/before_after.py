@@ -33,8 +33,8 @@ root = sys.argv[1]
 sys.path.insert(0, root)
 import minirnn
 minirnn.__path__.append(root)
-from minirnn.bench import StepSetup, Stepper
-from minirnn.presets import preset
+from minirnn.machine.bench import StepSetup, Stepper
+from minirnn.training.presets import preset
 a = json.loads(sys.argv[2])
 cfg = preset(a["config"], a["unit"])
 setup = StepSetup(unit=a["unit"], hidden=cfg["hidden"], layers=cfg["layers"], depth=cfg.get("depth", 1),

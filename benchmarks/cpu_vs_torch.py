@@ -26,8 +26,8 @@ import sys
 
 import numpy as np
 
-from minirnn.bench import DEFAULT_PAUSE, StepSetup, Stepper, make_batch, time_alternating
-from minirnn.presets import preset
+from minirnn.machine.bench import DEFAULT_PAUSE, StepSetup, Stepper, make_batch, time_alternating
+from minirnn.training.presets import preset
 
 
 FLOOR = "minirnn products alone"

@@ -1,6 +1,6 @@
 """One training step on the GPU: minirnn (CUDA kernels + CUDA graphs) vs PyTorch + cuDNN.
 
-Two configurations, both read from minirnn/presets.py (``--configs paper,demo``):
+Two configurations, both read from minirnn/training/presets.py (``--configs paper,demo``):
 
 * paper: batch 64, 200 characters, 600 units, 16386 output classes; GRU 2 layers,
   LSTM 2 layers, Nested LSTM 1 layer of depth 2;
@@ -62,7 +62,7 @@ def make_batch(B, T, V, seed=0):
 
 def config_sizes(name: str, unit: str, args) -> dict:
     """Sizes of one benchmark row, from minirnn's preset (the paper's overridable from the command line)."""
-    from minirnn.presets import preset
+    from minirnn.training.presets import preset
 
     p = preset(name, unit)
     sizes = {"hidden": int(p["hidden"]), "layers": int(p["layers"]), "depth": int(p["depth"]),

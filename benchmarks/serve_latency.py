@@ -47,10 +47,10 @@ SENTENCE = ("the function returns a list of values and the object is used by the
 
 def write_models(folder: Path, config: str) -> list[str]:
     """Untrained float32 checkpoints of the preset's shapes, one per unit."""
-    from minirnn.checkpoint import save_checkpoint
+    from minirnn.training.checkpoint import save_checkpoint
     from minirnn.model import Model
     from minirnn.optim import Adam
-    from minirnn.presets import preset
+    from minirnn.training.presets import preset
 
     words = sorted(set(SENTENCE.split()))
     paths = []
@@ -104,7 +104,7 @@ def main(argv=None):
                     help="Type N characters: the sentence, repeated as needed (the server's limit is 500).")
     args = ap.parse_args(argv)
 
-    from minirnn.analysis import encode_text
+    from minirnn.study.analysis import encode_text
 
     typed = ((SENTENCE + " ") * (args.chars // len(SENTENCE) + 1))[: args.chars].rstrip()
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,8 +26,8 @@ import time
 import numpy as np
 
 from minirnn import layers as L
-from minirnn.bench import DEFAULT_PAUSE, StepSetup, Stepper, time_alternating
-from minirnn.presets import preset
+from minirnn.machine.bench import DEFAULT_PAUSE, StepSetup, Stepper, time_alternating
+from minirnn.training.presets import preset
 
 
 def gemm_rate(repeats: int = 5) -> float:

@@ -58,8 +58,8 @@ def main(argv=None):
 
     from minirnn.data import load_or_build_dataset
     from cuda_standin import build_harness
-    from minirnn.presets import preset
-    from minirnn.presets import DEFAULT_DATA_SEED
+    from minirnn.training.presets import preset
+    from minirnn.training.presets import DEFAULT_DATA_SEED
 
     lib = build_harness(tempfile.mkdtemp(prefix="minirnn-harness-"))
     print(f"demo configuration, {args.steps} steps, float32 on the CPU emulation of the GPU path", flush=True)

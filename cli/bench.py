@@ -6,9 +6,9 @@ import json
 import click
 
 from minirnn.backend import resolve_device
-from minirnn.blas import blas_info, describe
-from minirnn.bench import DEFAULT_PAUSE, StepSetup, check_bench, format_results, run_bench
-from minirnn.presets import PRESETS, preset
+from minirnn.machine.blas import blas_info, describe
+from minirnn.machine.bench import DEFAULT_PAUSE, StepSetup, check_bench, format_results, run_bench
+from minirnn.training.presets import PRESETS, preset
 from minirnn.kernels import IMPLS
 from minirnn.units import UNITS
 

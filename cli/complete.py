@@ -7,15 +7,16 @@ import sys
 import click
 
 from .options import device_option
+from minirnn.backend import resolve_device
+from minirnn.study.export import load_model_file
+from minirnn.study.analysis import complete as complete_text, encode_text
+from minirnn.errors import MinirnnError
 
 SPACE_MARK = "\u2423"  # the visible space shown in tables
 
 
 def load_for_analysis(path: str, device: str):
     """Load a checkpoint on the resolved device with the reference units (no JIT warm-up for short texts)."""
-    from minirnn.backend import resolve_device
-    from minirnn.export import load_model_file
-
     device, note = resolve_device(device)
     if note:
         click.echo(note, err=True)
@@ -44,8 +45,6 @@ def format_completions(rows, k: int) -> str:
 
 
 def _answer(ck, text: str, k: int, as_json: bool) -> str:
-    from minirnn.analysis import complete as complete_text, encode_text
-
     enc = encode_text(text)
     rows = complete_text(ck.model, ck.output_words, enc, k=k)
     if as_json:
@@ -67,8 +66,6 @@ def complete(checkpoint, text, k, as_json, interactive, device):
     but a-z becomes a space) and read as the model reads a training text: a
     space, then each word's letters.  Position 0 is that leading space.
     """
-    from minirnn.errors import MinirnnError
-
     if text is None and not interactive:
         raise click.UsageError("give a TEXT, or --interactive to read texts from stdin")
     if text is not None and interactive:

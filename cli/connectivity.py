@@ -9,6 +9,11 @@ import click
 
 from .complete import SPACE_MARK, load_for_analysis
 from .options import device_option
+import numpy as np
+from minirnn.study import analysis, connectivity as heatmap
+from minirnn.training.atomic import check_output, write_file
+from minirnn.errors import MinirnnError
+from minirnn.study.plotting import plot_connectivity
 
 
 def _describe(res) -> str:
@@ -22,8 +27,6 @@ def _describe(res) -> str:
 
 
 def _strongest(res, count: int = 5) -> str:
-    import numpy as np
-
     vals = res.values[: res.at + 1]
     order = np.argsort(-vals, kind="stable")[:count]
     total = float(vals.sum()) or 1.0
@@ -64,9 +67,6 @@ def connectivity(checkpoint, text, at, word, occurrence, scale, color, html_path
     with respect to that position's one-hot input.  The logit is the correct
     word's; when that word is not in the model's vocabulary, the predicted word's.
     """
-    from minirnn import analysis, heatmap
-    from minirnn.atomic import check_output, write_file
-
     if (at is None) == (word is None):
         raise click.UsageError("give exactly one of --at N or --word WORD")
     output = {"overwrite": overwrite, "inputs": (checkpoint,)}
@@ -77,7 +77,6 @@ def connectivity(checkpoint, text, at, word, occurrence, scale, color, html_path
     vocab = analysis.Vocabulary(ck.output_words, int(ck.model.params["dense.b"].shape[0]))
     enc = analysis.encode_text(text)
     if at is not None and not -len(enc) <= at < len(enc):  # report the position as given, not shifted
-        from minirnn.errors import MinirnnError
 
         raise MinirnnError(f"--at {at} is outside the text: positions run from 0 (the leading space) to "
                            f"{len(enc) - 1}, or from -{len(enc)} to -1 counted from the end")
@@ -96,8 +95,6 @@ def connectivity(checkpoint, text, at, word, occurrence, scale, color, html_path
 
     title = f"{ck.model.config['unit']} ({Path(checkpoint).name}, step {ck.step})"
     if png_path:
-        from minirnn.plotting import plot_connectivity
-
         out = plot_connectivity(enc.chars, res.values, res.at, png_path, scale=scale,
                                 title=f"connectivity of position {res.at} (logit of '{res.cls_word}') - {title}",
                                 **output)

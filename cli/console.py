@@ -1,4 +1,4 @@
-"""The command line's reporter (minirnn/report.py): messages and progress bars on the terminal."""
+"""The command line's reporter (minirnn/messages.py): messages and progress bars on the terminal."""
 from __future__ import annotations
 
 import click

@@ -1,11 +1,11 @@
-"""`minirnn doctor`: one line per check of this machine, CPU and GPU (minirnn/doctor.py)."""
+"""`minirnn doctor`: one line per check of this machine, CPU and GPU (minirnn/machine/doctor.py)."""
 from __future__ import annotations
 
 import json
 
 import click
 
-from minirnn.doctor import ready, run_checks, summary
+from minirnn.machine.doctor import ready, run_checks, summary
 
 
 @click.command()

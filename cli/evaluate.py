@@ -1,4 +1,4 @@
-"""`minirnn evaluate`: the published metrics of a checkpoint (a thin wrapper of minirnn.evaluate)."""
+"""`minirnn evaluate`: the published metrics of a checkpoint (a thin wrapper of minirnn.study.evaluate)."""
 from __future__ import annotations
 
 import json
@@ -6,6 +6,8 @@ import json
 import click
 
 from .options import device_option, impl_option
+from minirnn.training.distributed import RankStopped, context
+from minirnn.study.evaluate import evaluate_checkpoint, format_metrics
 
 
 @click.command()
@@ -26,9 +28,6 @@ def evaluate(checkpoint, split, limit, batch_size, as_json, device, impl, corpus
     CHECKPOINT is the .h5 file written by 'minirnn train', or a .safetensors file
     written by 'minirnn export'.
     """
-    from minirnn.distributed import RankStopped, context
-    from minirnn.evaluate import evaluate_checkpoint, format_metrics
-
     try:
         result = evaluate_checkpoint(checkpoint, split=split, device=device, limit=limit, batch_size=batch_size,
                                      impl=impl, progress=progress and not as_json, corpus=corpus)

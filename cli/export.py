@@ -1,7 +1,8 @@
-"""`minirnn export`: a checkpoint's model as safetensors (a thin wrapper of minirnn.export; docs/export.md)."""
+"""`minirnn export`: a checkpoint's model as safetensors (a thin wrapper of minirnn.study.export; docs/export.md)."""
 from __future__ import annotations
 
 import click
+from minirnn.study.export import export_file, read_export
 
 
 @click.command()
@@ -19,8 +20,6 @@ def export(checkpoint, out, layout, overwrite):
     run's settings) that rebuilds the model: 'minirnn evaluate', 'complete' and
     'connectivity' accept the file.  Needs: pip install 'minirnn[export]'.
     """
-    from minirnn.export import export_file, read_export
-
     path = export_file(checkpoint, out, layout=layout, overwrite=overwrite)
     ck = read_export(path, impl="reference")
     # counted as `train` and `info` count (trainable only), and the stored constants named

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from minirnn.info import parameter_table, format_parameter_table
-from minirnn.presets import PRESETS
+from minirnn.training.presets import PRESETS
 
 from .options import depth_option, hidden_option, layers_option, refuse_unused, unit_option
 

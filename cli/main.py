@@ -11,6 +11,8 @@ import importlib
 import click
 
 from minirnn.errors import MinirnnError
+from minirnn import messages
+from .console import Console
 
 # command name -> (module inside minirnn.cli, function name, one-line help)
 COMMANDS = {
@@ -51,11 +53,7 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx):
-        from minirnn import report
-
-        from .console import Console
-
-        previous = report.use(Console())   # the library's messages and progress bars go to the terminal
+        previous = messages.use(Console())   # the library's messages and progress bars go to the terminal
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:  # Ctrl-C before a command installed its own handling (e.g. while importing)
@@ -69,7 +67,7 @@ class LazyGroup(click.Group):
             error.exit_code = getattr(exc, "exit_code", error.exit_code)
             raise error from None
         finally:
-            report.use(previous)
+            messages.use(previous)
 
 
 @click.group(cls=LazyGroup)

@@ -5,6 +5,9 @@ import click
 
 from minirnn.kernels import IMPLS
 from minirnn.units import UNITS
+from minirnn.units.registry import load_entry_points
+from minirnn.backend import resolve_device
+from minirnn.errors import MinirnnError
 
 
 
@@ -17,8 +20,6 @@ class UnitChoice(click.Choice):
 
     @property
     def choices(self):
-        from minirnn.units.registry import load_entry_points
-
         load_entry_points()
         return tuple(sorted(UNITS))
 
@@ -64,8 +65,6 @@ def apply_precision(precision: str, device: str) -> None:
     cpu, gpu or auto)."""
     if precision == "fp32":
         return
-    from minirnn.backend import resolve_device
-    from minirnn.errors import MinirnnError
 
     if resolve_device(device)[0] != "gpu":
         raise MinirnnError(f"--precision {precision} applies to GPU matrix products; add --device gpu "

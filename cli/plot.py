@@ -6,12 +6,14 @@ from pathlib import Path
 import click
 
 from .options import device_option
+from minirnn.study.comparison import evaluation_for
+from minirnn.study.plotting import UNIT_LABELS, plot_accuracy_by_letters, plot_loss_curves, pyplot
+from minirnn.training.atomic import check_output
+from minirnn.training.checkpoint import load_checkpoint
 
 
 def run_labels(paths, units) -> list[str]:
     """'GRU', 'LSTM', ...; the file name is added where two runs share a unit."""
-    from minirnn.plotting import UNIT_LABELS
-
     names = [UNIT_LABELS.get(u, str(u)) for u in units]
     return [f"{n} ({Path(p).stem})" if names.count(n) > 1 else n for n, p in zip(names, paths)]
 
@@ -31,10 +33,6 @@ def run_labels(paths, units) -> list[str]:
 @device_option
 def plot(checkpoints, out, kind, split, limit, published, overwrite, device):
     """Plot CHECKPOINTS (one or several runs) on one chart (needs minirnn[plot])."""
-    from minirnn.atomic import check_output
-    from minirnn.checkpoint import load_checkpoint
-    from minirnn.plotting import plot_accuracy_by_letters, plot_loss_curves, pyplot
-
     pyplot()  # fail first, in one line, when matplotlib is missing
     output = {"overwrite": overwrite, "inputs": checkpoints}
     check_output(out, "figure", **output)   # before anything is loaded or evaluated
@@ -44,8 +42,6 @@ def plot(checkpoints, out, kind, split, limit, published, overwrite, device):
     if kind == "loss":
         path = plot_loss_curves([(label, ck.history) for label, ck in zip(labels, cks)], out, **output)
     else:
-        from minirnn.study import evaluation_for
-
         results = []
         for label, ck, unit, p in zip(labels, cks, units, checkpoints):
             ev, where = evaluation_for(p, ck, split=split, device=device, limit=limit)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import click
+from minirnn.study.reader import ReaderApp, unit_view, write_static
+from minirnn.study.serve import make_server
 
 
 @click.command()
@@ -20,9 +22,6 @@ def read(unit_name, out, port, host, verbose):  # UNIT is an argument: no clash 
     a backward tag's "check" button runs a float64 gradient check of the tensor
     it computes.  Stop with Ctrl-C.
     """
-    from minirnn.reader import ReaderApp, unit_view, write_static
-    from minirnn.serve import make_server
-
     if out is not None:
         files = write_static(out, [unit_name])
         click.echo(f"wrote {len(files)} files to {out}: open {files[0]} in a browser")

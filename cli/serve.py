@@ -14,6 +14,9 @@ if "numpy" not in sys.modules:
 import click  # noqa: E402
 
 from .options import device_option  # noqa: E402
+from minirnn.backend import resolve_device
+from minirnn.study.serve import App, make_server, warm_up
+from minirnn.training.signals import Interrupted, StopSignals, signal_name
 
 
 @click.command()
@@ -37,10 +40,6 @@ def serve(checkpoints, port, host, max_chars, eval_limit, verbose, device):
     output.  Also: accuracy by letters seen on the test split, the settings
     and the training curves.  Stop with Ctrl-C.
     """
-    from minirnn.backend import resolve_device
-    from minirnn.serve import App, make_server, warm_up
-    from minirnn.signals import Interrupted, StopSignals, signal_name
-
     resolved, note = resolve_device(device)
     if note:
         click.echo(note, err=True)

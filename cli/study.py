@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import click
 
-from minirnn.presets import PRESETS
+from minirnn.training.presets import PRESETS
 
 from .options import device_option, hidden_option, impl_option
+from minirnn.study.comparison import parse_units, run_study
 
 
 @click.command()
@@ -31,8 +32,6 @@ def study(preset, out, units, steps, epochs, hidden, corpus, seed, limit, impl, 
     Running the same command again resumes an interrupted study: finished units
     are skipped and a unit stopped mid-training continues from its checkpoint.
     """
-    from minirnn.study import parse_units, run_study
-
     state = run_study(preset=preset, out=out, units=parse_units(units), steps=steps, epochs=epochs, device=device,
                       seed=seed, corpus=corpus, limit=limit, impl=impl, overrides={"hidden": hidden}, progress=progress, echo=click.echo)
     for unit, entry in state["units"].items():

@@ -1,12 +1,15 @@
-"""`minirnn train`: train one unit on the autocomplete task (a thin wrapper of minirnn.train)."""
+"""`minirnn train`: train one unit on the autocomplete task (a thin wrapper of minirnn.training.loop)."""
 from __future__ import annotations
 
 import click
 
-from minirnn.presets import PRESETS
+from minirnn.training.presets import PRESETS
 
 from .options import (apply_precision, depth_option, device_option, hidden_option, impl_option, layers_option,
                       outer_tanh_option, precision_option, refuse_unused, unit_option)
+from minirnn.training.loop import TrainConfig, default_out, train as run_training
+from minirnn.errors import MinirnnError
+from minirnn.training.distributed import RankStopped
 
 
 @click.command()
@@ -52,15 +55,11 @@ def train(unit, preset, hidden, layers, depth, vocab_size, max_length, batch_siz
     summary at the end.  With --resume the run continues exactly where the
     checkpoint stopped; --steps/--epochs count from the start of the run.
     """
-    from minirnn.train import TrainConfig, default_out
-    from minirnn.train import train as run_training
-
     overrides = dict(hidden=hidden, layers=layers, depth=depth, vocab_size=vocab_size, max_length=max_length,
                      batch_size=batch_size, lr=lr, steps=steps, epochs=epochs, seed=seed, corpus=corpus,
                      dtype=dtype, outer_tanh=outer_tanh, eval_every=eval_every, eval_batches=eval_batches,
                      checkpoint_every=checkpoint_every)
 
-    from minirnn.errors import MinirnnError
 
     refuse_unused(unit, depth=depth, outer_tanh=outer_tanh)
     apply_precision(precision, device)
@@ -68,11 +67,10 @@ def train(unit, preset, hidden, layers, depth, vocab_size, max_length, batch_siz
         raise MinirnnError("--out is empty; give a file name such as runs/my-run.h5, or leave --out out for "
                            f"{default_out(unit, preset or 'demo')}")
     out = out or default_out(unit, preset or "demo")
-    if resume:   # the resume checks live in minirnn.train (TrainConfig.from_checkpoint, train)
+    if resume:   # the resume checks live in minirnn.training.loop (TrainConfig.from_checkpoint, train)
         config = TrainConfig.from_checkpoint(out, preset=preset, unit=unit, device=device, impl=impl, **overrides)
     else:
         config = TrainConfig.from_preset(preset or "demo", unit, device=device, impl=impl, out=out, **overrides)
-    from minirnn.distributed import RankStopped
 
     try:
         run_training(config, resume=resume, progress=progress, echo=click.echo, overwrite=overwrite)

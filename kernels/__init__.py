@@ -6,6 +6,8 @@ on the GPU (``cuda/``).
 fast ones; tests assert both give the same losses and gradients.
 """
 from __future__ import annotations
+from minirnn.units import unit_spec
+from .units import fast_unit
 
 IMPLS = ("fast", "reference")
 
@@ -16,11 +18,9 @@ def accelerate(unit, device: str, impl: str = "fast"):
         raise ValueError(f"unknown implementation {impl!r}; choose one of {', '.join(IMPLS)}")
     if impl == "reference":
         return unit
-    from minirnn.units import unit_spec
 
     if unit_spec(unit.name).fast_class(device) is None:   # no fast kernels: the reference code (noted once)
         return unit
-    from .units import fast_unit
 
     return fast_unit(unit, device)
 

@@ -21,7 +21,7 @@ on both devices, so the loop's call reads as the kernel's signature.
 A forward's buffers form a *workspace* that its cache holds until backward is
 done with it; the GPU keeps released workspaces for reuse (its recorded loops
 and CUDA graphs refer to their addresses), the CPU returns them to the pooled
-memory of minirnn/workspace.py.
+memory of minirnn/scratch.py.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ import numpy as np
 from minirnn.units.gru import GRU
 from minirnn.units.lstm import LSTM
 from minirnn.units.nlstm import NestedLSTM
+from minirnn.units import unit_spec
 
 _SLACK = 16          # workspace capacity is rounded up to a multiple of this many steps
 
@@ -155,7 +156,6 @@ def fast_unit(unit, device: str = "cpu", backend=None):
     CUDA device's, found on first use, on the GPU); tests pass stand-ins."""
     if isinstance(unit, FastUnit):
         return unit
-    from minirnn.units import unit_spec
 
     spec = unit_spec(unit.name)
     cls = spec.fast_class(device)

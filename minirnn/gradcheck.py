@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import array_module, to_numpy
+from .backend import array_module, to_numpy, resolve_device
+from .model import Model
+from .units import unit_spec
 
 DEFAULT_STEP = 1e-3
 DEFAULT_TOLERANCE = 1e-6
@@ -212,16 +214,12 @@ def check_model_config(unit: str, depth: int = 2, layers: int = 2, hidden: int =
                        vocab: int = 11, max_entries: int | None = 40, impl: str = "fast", device: str = "cpu",
                        outer_tanh: bool = False, seed: int = 0):
     """Build a small float64 model and a padded batch, and check it.  Returns (report, description)."""
-    from .backend import resolve_device
-    from .model import Model
-
     device, _ = resolve_device(device)
     model = Model(unit=unit, hidden=hidden, layers=layers, depth=depth, output_vocab=vocab, embedding_size=hidden + 1,
                   seed=seed, device=device, dtype="float64", impl=impl, outer_tanh=outer_tanh)
     rng = np.random.default_rng(seed + 1)
     perturb_params(model, rng)
     source, target = random_batch(rng, batch, time, model.config["input_vocab"], vocab)
-    from .units import unit_spec
 
     depth_txt = unit_spec(unit).describe(depth=depth, outer_tanh=outer_tanh)
     description = (f"gradcheck {unit}{depth_txt}: {layers} layer(s) of {hidden} units, embedding {hidden + 1}, "

@@ -1,7 +1,7 @@
 """Parameter counts of a configuration, without allocating the model."""
 from __future__ import annotations
 
-from .presets import preset
+from .training.presets import preset
 from .units import UNITS, make_unit
 
 INPUT_SYMBOLS = 27  # trainable embedding rows: space and a..z (the padding row is fixed)

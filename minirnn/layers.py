@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import array_module
-from .workspace import WORKSPACE
+from .backend import array_module, to_numpy
+from .scratch import POOL
 
 PAD, UNKNOWN = 0, 1
 FIRST_WORD = 2
@@ -77,7 +77,7 @@ def dense_xent_forward_backward(Hs, target, W, b, chunk: int = DEFAULT_CHUNK, ne
     keep = xp.nonzero(counted_positions(target))[0]
     count = int(keep.size)
     fused = fused and need_grads
-    zeros = WORKSPACE.zeros if fused and xp is np else (lambda shape, dtype: xp.zeros(shape, dtype=dtype))
+    zeros = POOL.zeros if fused and xp is np else (lambda shape, dtype: xp.zeros(shape, dtype=dtype))
     dHs = zeros(Hs.shape, dtype) if need_grads else None
     dW = zeros(W.shape, dtype) if need_grads else None
     db = zeros(b.shape, dtype) if need_grads else None
@@ -123,7 +123,7 @@ class _FusedSoftmaxXent:
 
     def __init__(self, xp, rows: int, classes: int, dtype):
         self.xp = xp
-        self.buffer = WORKSPACE.empty((rows, classes), dtype) if xp is np else xp.empty((rows, classes), dtype=dtype)
+        self.buffer = POOL.empty((rows, classes), dtype) if xp is np else xp.empty((rows, classes), dtype=dtype)
         self.row_loss = np.empty(rows, dtype=np.float64) if xp is np else None
 
     def __call__(self, h, W, b, t, weight: float):
@@ -169,6 +169,4 @@ def dense_scores(Hs, target, W, b, k: int = 3, chunk: int = DEFAULT_CHUNK):
 
 
 def _host(a):
-    from .backend import to_numpy
-
     return to_numpy(a)

@@ -21,6 +21,8 @@ import numpy as np
 from . import layers as L
 from .backend import get_xp, host_copy, resolve_dtype, to_numpy
 from .units import UNITS, make_unit
+from minirnn.kernels import accelerate
+from .units.base import glorot_uniform
 
 INPUT_VOCAB = 28  # 0 padding, 1 space, 2..27 letters a..z
 
@@ -34,7 +36,6 @@ class Model:
             raise ValueError(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}")
         if layers < 1 or hidden < 1 or depth < 1 or output_vocab < 3 or input_vocab < 2:
             raise ValueError("hidden, layers and depth must be >= 1, output_vocab >= 3, input_vocab >= 2")
-        from minirnn.kernels import accelerate  # noqa: WPS433 (kernels import units; avoid a cycle at import)
 
         self.device = device
         self.xp = get_xp(device)
@@ -68,7 +69,6 @@ class Model:
         for layer, unit in enumerate(self.reference_units):
             for name, value in unit.init_params(rng, dt).items():
                 params[f"layer{layer}.{name}"] = value
-        from .units.base import glorot_uniform
 
         params["dense.W"] = glorot_uniform(rng, (cfg["hidden"], cfg["output_vocab"]), dt)
         params["dense.b"] = np.zeros(cfg["output_vocab"], dtype=dt)
@@ -155,7 +155,7 @@ class Model:
         ``denominator``: divide the loss sum and the gradients by this number of
         positions instead of the batch's own counted positions [CE-F4]; a
         data-parallel rank passes its global batch's count, so that the ranks'
-        results add up to the global batch's (minirnn/distributed.py).
+        results add up to the global batch's (minirnn/training/distributed.py).
         """
         source = self._ids(source)
         if self.impl == "fast":
@@ -261,15 +261,3 @@ class Model:
             if tuple(v.shape) != tuple(self.params[k].shape):
                 raise ValueError(f"parameter {k} has shape {tuple(v.shape)}, expected {tuple(self.params[k].shape)}")
             self.params[k] = self.xp.array(to_numpy(v), dtype=self.dtype, copy=True)
-
-    # --- files ---------------------------------------------------------------------
-    @classmethod
-    def from_safetensors(cls, path, device: str = "cpu", impl: str = "fast") -> "Model":
-        """The model of a ``minirnn export`` file (either layout; docs/export.md), on ``device``.
-
-        Needs the safetensors package (``pip install 'minirnn[export]'``).  The
-        output vocabulary and the run's settings are in the file's metadata:
-        ``minirnn.export.read_export(path)`` returns them with the model."""
-        from .export import read_export
-
-        return read_export(path, device=device, impl=impl).model

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from tiny_corpus import write_tiny_corpus  # noqa: E402
 
-from minirnn.checkpoint import load_checkpoint  # noqa: E402
+from minirnn.training.checkpoint import load_checkpoint  # noqa: E402
 
 
 def main(argv=None) -> int:

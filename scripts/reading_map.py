@@ -1,6 +1,6 @@
 """The reading map: where each equation tag of a unit is implemented on every path.
 
-Writes docs/reading-map.md from what :mod:`minirnn.tag_index` finds in the code
+Writes docs/reading-map.md from what :mod:`minirnn.study.tag_index` finds in the code
 (the same index ``minirnn read`` shows): for each unit of the map and each tag
 its page derives, the code lines whose comment cites the tag explicitly, inside
 a function, on each path of ``tag_index.PATHS`` (the reference units with
@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from minirnn.tag_index import MAP_UNITS, PATH_LABELS, PATHS, REPO, citations, page_tags
+from minirnn.study.tag_index import MAP_UNITS, PATH_LABELS, PATHS, REPO, citations, page_tags
 from minirnn.units import unit_spec
 
 MAP_PAGE = REPO / "docs" / "reading-map.md"

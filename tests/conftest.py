@@ -41,10 +41,10 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def console():
     """The command line's reporter installed for one test, so the library's messages reach capsys
-    (the library itself never prints: minirnn/report.py)."""
-    from minirnn import report
+    (the library itself never prints: minirnn/messages.py)."""
+    from minirnn import messages
     from minirnn.cli.console import Console
 
-    previous = report.use(Console())
+    previous = messages.use(Console())
     yield
-    report.use(previous)
+    messages.use(previous)

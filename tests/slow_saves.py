@@ -4,13 +4,13 @@
 
 The signal tests want their signal to land *inside* a save, while its temporary
 file exists.  The library has no hook for that; this launcher wraps the one
-function that fills the temporary file (minirnn.atomic._write_all) with a sleep,
+function that fills the temporary file (minirnn.training.atomic._write_all) with a sleep,
 in this process only, and then runs the ordinary command line.
 """
 import sys
 import time
 
-from minirnn import atomic
+from minirnn.training import atomic
 from minirnn.cli.main import cli
 
 

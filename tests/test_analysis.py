@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from minirnn import analysis as A
-from minirnn import heatmap
+from minirnn.study import analysis as A
+from minirnn.study import connectivity as heatmap
 from minirnn.errors import MinirnnError
 from minirnn.model import Model
 
@@ -217,8 +217,7 @@ def test_html_page_is_self_contained():
 # -------------------------------------------------------------------- figures
 
 def test_plot_without_matplotlib_is_one_line(monkeypatch):
-    from minirnn import plotting
-
+    from minirnn.study import plotting
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert not plotting.have_matplotlib()
     with pytest.raises(MinirnnError, match=r"pip install 'minirnn\[plot\]'") as err:
@@ -228,8 +227,7 @@ def test_plot_without_matplotlib_is_one_line(monkeypatch):
 
 def test_figures_are_written(tmp_path):
     pytest.importorskip("matplotlib")
-    from minirnn import plotting
-
+    from minirnn.study import plotting
     hist = {"train_step": np.arange(1, 201), "train_loss": np.linspace(5, 2, 200),
             "val_step": np.array([100, 200]), "val_loss": np.array([3.0, 2.5])}
     p = plotting.plot_loss_curves([("GRU", hist), ("LSTM", {k: v * 1.1 for k, v in hist.items()})],

@@ -3,7 +3,7 @@ import json
 
 from click.testing import CliRunner
 
-from minirnn.bench import StepSetup, Stepper
+from minirnn.machine.bench import StepSetup, Stepper
 from minirnn.cli.main import cli
 
 

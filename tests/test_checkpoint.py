@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from minirnn.checkpoint import FORMAT, load_checkpoint, peek_checkpoint, save_checkpoint
+from minirnn.training.checkpoint import FORMAT, load_checkpoint, peek_checkpoint, save_checkpoint
 from minirnn.cli.main import cli
 from minirnn.errors import MinirnnError
 from minirnn.model import Model

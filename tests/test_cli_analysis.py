@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from minirnn.checkpoint import save_checkpoint
+from minirnn.training.checkpoint import save_checkpoint
 from minirnn.cli.main import cli
 from minirnn.model import Model
 from minirnn.optim import Adam
@@ -105,8 +105,8 @@ def test_connectivity_colour_map(ckpt):
 
 
 def test_connectivity_json_matches_the_library(ckpt):
-    from minirnn import analysis
-    from minirnn.checkpoint import load_checkpoint
+    from minirnn.study import analysis
+    from minirnn.training.checkpoint import load_checkpoint
 
     r = run("connectivity", ckpt, "the cat sat on the zebra", "--word", "zebra", "--json")
     assert r.exit_code == 0, r.output
@@ -163,7 +163,7 @@ def test_plot_loss_of_several_runs(ckpt, tmp_path):
 
 def test_plot_accuracy_uses_stored_evaluations(ckpt, tmp_path):
     pytest.importorskip("matplotlib")
-    from minirnn.study import evaluation_sidecar
+    from minirnn.study.comparison import evaluation_sidecar
 
     other = _write(tmp_path / "nlstm.h5", "nlstm", step=5)
     for path in (ckpt, other):

@@ -1,4 +1,4 @@
-"""Data parallel over MPI (minirnn/distributed.py): real `mpiexec -n 2` runs against one process.
+"""Data parallel over MPI (minirnn/training/distributed.py): real `mpiexec -n 2` runs against one process.
 
 The MPI tests skip when mpi4py or mpiexec is missing (CI: pip install mpi4py mpich).
 Every run is tiny (a 6-unit model, ~100 observations) and has a timeout.
@@ -15,11 +15,11 @@ import pytest
 
 from tiny_corpus import write_tiny_corpus
 
-from minirnn import distributed as D
-from minirnn.checkpoint import load_checkpoint
+from minirnn.training import distributed as D
+from minirnn.training.checkpoint import load_checkpoint
 from minirnn.errors import MinirnnError
 from minirnn.model import Model
-from minirnn.train import TrainConfig, train
+from minirnn.training.loop import TrainConfig, train
 
 TIMEOUT = 120
 
@@ -377,7 +377,7 @@ def test_resume_under_mpi_continues_exactly(runs, tmp_path):
 
 @needs_mpi
 def test_evaluate_sharded_equals_one_process(runs, tmp_path):
-    from minirnn.evaluate import evaluate_checkpoint
+    from minirnn.study.evaluate import evaluate_checkpoint
 
     path = runs["folder"] / "one.h5"
     proc = mpirun(minirnn("evaluate", str(path), "--json", "--batch-size", "5", "--split", "validation"),

@@ -42,7 +42,7 @@ def test_nothing_cites_a_file_outside_the_repository_or_an_absolute_path():
 def test_the_pattern_catches_what_it_should():
     assert OUTSIDE.search("see REFERENCE.md §4")
     assert OUTSIDE.search("read /work/shared/data/x.txt")
-    assert not OUTSIDE.search("docs/study.md §4, minirnn/workspace.py, a/b")
+    assert not OUTSIDE.search("docs/study.md §4, minirnn/scratch.py, a/b")
 
 
 def test_every_relative_link_of_the_docs_resolves():
@@ -69,8 +69,8 @@ def test_every_docs_page_the_code_names_exists():
 
 def test_the_study_page_carries_the_published_numbers():
     page = (REPO / "docs" / "study.md").read_text(encoding="utf-8")
-    from minirnn.plotting import PUBLISHED_TOP1_BY_LETTERS
-    from minirnn.study import PUBLISHED, PUBLISHED_ONE_EPOCH
+    from minirnn.study.plotting import PUBLISHED_TOP1_BY_LETTERS
+    from minirnn.study.comparison import PUBLISHED, PUBLISHED_ONE_EPOCH
 
     for table in (PUBLISHED, PUBLISHED_ONE_EPOCH):
         for ce, acc in table.values():

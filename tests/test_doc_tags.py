@@ -1,8 +1,7 @@
 """Docs and code move together: every equation tag the code cites is defined in docs/."""
 from pathlib import Path
 
-from minirnn import tag_index as TI
-
+from minirnn.study import tag_index as TI
 REPO = Path(__file__).resolve().parents[1]
 TAG = TI.TAG
 CODE_DIRS = ("minirnn", "kernels", "cli")
@@ -43,7 +42,7 @@ def test_every_backward_equation_of_the_units_is_implemented():
         assert derived <= set(cited), f"{unit}: derived but never cited: {sorted(derived - set(cited))}"
 
 
-# --- every tag of a unit on every path (minirnn/tag_index.py), and the reading map (docs/reading-map.md) ---
+# --- every tag of a unit on every path (minirnn/study/tag_index.py), and the reading map (docs/reading-map.md) ---
 def _reading_map():
     import importlib.util
 

@@ -9,7 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from minirnn import blas, doctor
+from minirnn.machine import blas
+
+from minirnn.machine import doctor
 from minirnn.backend import gpu_available
 
 
@@ -58,7 +60,7 @@ def test_without_cupy_every_gpu_check_says_what_to_install(monkeypatch):
 
 def test_blas_threads_are_read_from_the_library():
     """The thread count comes from OpenBLAS itself: a process limited to one thread reports one."""
-    code = "import json; from minirnn.blas import blas_info; print(json.dumps(blas_info()))"
+    code = "import json; from minirnn.machine.blas import blas_info; print(json.dumps(blas_info()))"
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     info = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                                      timeout=120, check=True).stdout)

@@ -5,7 +5,7 @@ import pytest
 from tiny_corpus import write_tiny_corpus
 
 from minirnn.data import load_or_build_dataset
-from minirnn.evaluate import evaluate_model, format_metrics, letters_seen
+from minirnn.study.evaluate import evaluate_model, format_metrics, letters_seen
 from minirnn.model import Model
 from minirnn.optim import Adam
 

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from minirnn.checkpoint import save_checkpoint
+from minirnn.training.checkpoint import save_checkpoint
 from minirnn.cli.main import cli
 from minirnn.errors import MinirnnError
 from minirnn.model import Model
 from minirnn.optim import Adam
 
 safetensors = pytest.importorskip("safetensors")
-from minirnn.export import (export_model, is_safetensors, load_model_file, read_export,  # noqa: E402
+from minirnn.study.export import (export_model, is_safetensors, load_model_file, read_export,  # noqa: E402
                             torch_state_dict)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def write_checkpoint(path, model, config=None):
 def test_minirnn_layout_round_trip_is_exact(tmp_path, unit, layers, depth, outer_tanh, emb, dtype):
     model = perturbed(unit, layers, depth, outer_tanh, emb, dtype)
     path = export_model(tmp_path / "m.safetensors", model, NAMES, config={"unit": unit}, step=3)
-    back = Model.from_safetensors(path, impl="reference")
+    back = read_export(path, impl="reference").model
     assert back.config == model.config and back.dtype == model.dtype
     assert set(back.params) == set(model.params)
     for k, v in model.params.items():
@@ -111,7 +111,7 @@ def test_torch_layout_names_shapes_and_exact_round_trip(tmp_path, dtype):
     assert np.array_equal(tensors["lstm.weight_ih_l1"][2 * H:3 * H], W[:H, H:2 * H].T)
     assert np.array_equal(tensors["lstm.bias_hh_l1"][3 * H:], b[3 * H:])
     assert tensors["lstm.bias_ih_l1"].tolist() == [0.0] * H + [1.0] * H + [0.0] * (2 * H)   # the forget +1
-    back = Model.from_safetensors(path, impl="reference")
+    back = read_export(path, impl="reference").model
     for k, v in model.params.items():
         assert back.params[k].dtype == v.dtype and np.array_equal(back.params[k], v), k
 
@@ -238,7 +238,7 @@ def test_complete_and_connectivity_read_exports(trained, layout):
 def test_export_of_an_export_converts_layouts_exactly(trained, tmp_path):
     again = tmp_path / "again.safetensors"
     assert run("export", trained["torch"], again).exit_code == 0     # torch -> minirnn layout
-    a, b = load_model_file(trained["h5"]).model, Model.from_safetensors(again)
+    a, b = load_model_file(trained["h5"]).model, read_export(again).model
     for k, v in a.params.items():
         assert np.array_equal(b.params[k], v), k
 

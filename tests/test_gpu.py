@@ -265,7 +265,7 @@ def test_tf32_products_change_the_loss_only_slightly(cp):
 
 def test_checkpoint_moves_between_gpu_and_cpu(cp, tmp_path):
     """Written on the GPU, loaded on the CPU (same loss), and back."""
-    from minirnn.checkpoint import load_checkpoint, save_checkpoint
+    from minirnn.training.checkpoint import load_checkpoint, save_checkpoint
     from minirnn.model import Model
     from minirnn.optim import Adam
 

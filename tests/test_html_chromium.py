@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
-from minirnn import analysis as A
-from minirnn import heatmap
+from minirnn.study import analysis as A
+from minirnn.study import connectivity as heatmap
 from minirnn.model import Model
 
 CHROMIUM = shutil.which("chromium")

@@ -15,9 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from minirnn import markdown, reader, tag_index
+from minirnn.study import markdown
+
+from minirnn.study import reader
+
+from minirnn.study import tag_index
 from minirnn.gradcheck import DEFAULT_TOLERANCE, FLOOR
-from minirnn.serve import make_server
+from minirnn.study.serve import make_server
 from minirnn.units import LSTM
 from minirnn.units import registry as R
 

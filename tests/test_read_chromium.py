@@ -8,9 +8,11 @@ import threading
 
 import pytest
 
-from minirnn import reader, tag_index
+from minirnn.study import reader
+
+from minirnn.study import tag_index
 from minirnn.gradcheck import DEFAULT_TOLERANCE
-from minirnn.serve import make_server
+from minirnn.study.serve import make_server
 
 from test_serve_chromium import CHROMIUM, Browser
 

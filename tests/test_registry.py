@@ -60,7 +60,7 @@ def test_builtin_entries_are_complete():
 
 
 def test_presets_take_sizes_from_the_registry():
-    from minirnn.presets import preset
+    from minirnn.training.presets import preset
 
     for name, spec in UNITS.items():
         for p, sizes in (("paper", spec.paper), ("demo", spec.demo)):
@@ -161,8 +161,8 @@ def test_the_example_runs_the_same_loop_on_the_gpu_stand_in(fast_elman, tmp_path
 
 
 def test_memory_estimate_and_export_work_for_the_example(fast_elman, tmp_path):
-    from minirnn.export import _read, export_model
-    from minirnn.memory import estimate
+    from minirnn.study.export import _read, export_model, read_export
+    from minirnn.training.limits import estimate
     from minirnn.model import Model
 
     est = estimate("elman", hidden=8, layers=2, depth=1, output_vocab=10, batch_size=4, max_length=5,
@@ -173,7 +173,7 @@ def test_memory_estimate_and_export_work_for_the_example(fast_elman, tmp_path):
     meta, tensors = _read(path)
     assert meta["unit"] == "elman" and meta["gate_order"] == "h" and meta["forget_bias"] == "none"
     assert all(np.array_equal(tensors[k], model.params[k]) for k in model.params)
-    back = Model.from_safetensors(path)
+    back = read_export(path).model
     ids = np.array([[3, 4, 5]])
     assert back.units[0].name == "elman" and np.array_equal(back.logits(ids), model.logits(ids))
 

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 
 from tiny_corpus import tiny_train_config, write_tiny_corpus
 
-from minirnn.analysis import MAX_TEXT_CHARS
+from minirnn.study.analysis import MAX_TEXT_CHARS
 from minirnn.cli.main import cli
 from minirnn.errors import MinirnnError
-from minirnn.train import train
+from minirnn.training.loop import train
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_a_resume_never_goes_back(run_h5, tmp_path):
 
 @pytest.fixture
 def server(run_h5, monkeypatch):
-    from minirnn.serve import App, Handler, make_server
+    from minirnn.study.serve import App, Handler, make_server
 
     monkeypatch.setattr(Handler, "timeout", 0.5)
     app = App.load([str(run_h5)], max_chars=60)

@@ -10,12 +10,12 @@ from click.testing import CliRunner
 
 from tiny_corpus import tiny_train_config, write_tiny_corpus
 
-from minirnn.atomic import CHECKED, USERBLOCK, check_digest, stamp_digest
-from minirnn.checkpoint import load_checkpoint
+from minirnn.training.atomic import CHECKED, USERBLOCK, check_digest, stamp_digest
+from minirnn.training.checkpoint import load_checkpoint
 from minirnn.cli.main import cli
 from minirnn.data import load_or_build_dataset
 from minirnn.errors import MinirnnError
-from minirnn.train import train
+from minirnn.training.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,11 @@ import pytest
 
 from tiny_corpus import tiny_train_config, write_tiny_corpus
 
-from minirnn.atomic import CHECKED, stamp_digest
-from minirnn.checkpoint import load_checkpoint
+from minirnn.training.atomic import CHECKED, stamp_digest
+from minirnn.training.checkpoint import load_checkpoint
 from minirnn.data import Dataset
 from minirnn.errors import MinirnnError
-from minirnn.train import train
+from minirnn.training.loop import train
 
 CASES = 120          # per reader and kind of damage: a few hundred files in all
 
@@ -38,7 +38,7 @@ def files(tmp_path_factory):
     result = train(tiny_train_config(str(corpus), folder / "run.h5", steps=3), progress=False, echo=None)
     found = {"checkpoint": folder / "run.h5", "dataset": result.dataset.path}
     if _has_safetensors():
-        from minirnn.export import export_file
+        from minirnn.study.export import export_file
 
         found["export"] = export_file(folder / "run.h5", folder / "run.safetensors")
     return found
@@ -58,7 +58,7 @@ def read(kind, path):
         ds = Dataset.load(path)
         return [ds.chars, ds.targets]
     if kind == "export":
-        from minirnn.export import read_export
+        from minirnn.study.export import read_export
 
         ck = read_export(path, impl="reference")
     else:
@@ -165,7 +165,7 @@ def edit_export(path, rng) -> str:
     import safetensors
     import safetensors.numpy
 
-    from minirnn.export import _digest
+    from minirnn.study.export import _digest
 
     with safetensors.safe_open(str(path), framework="numpy") as f:
         meta = dict(f.metadata())

@@ -15,14 +15,14 @@ from tiny_corpus import tiny_train_config, write_tiny_corpus
 
 from minirnn.cli.main import cli
 from minirnn.errors import MinirnnError
-from minirnn.evaluate import evaluate_checkpoint
+from minirnn.study.evaluate import evaluate_checkpoint
 from minirnn.model import Model
-from minirnn.train import train
+from minirnn.training.loop import train
 
 safetensors = pytest.importorskip("safetensors")
 import safetensors.numpy  # noqa: E402
 
-from minirnn.export import _digest, export_model, read_export  # noqa: E402
+from minirnn.study.export import _digest, export_model, read_export  # noqa: E402
 
 NAMES = ["<eos>", "<unknown>", "the", "cat", "sat", "on", "mat", "a", "dog"]
 

@@ -11,13 +11,13 @@ from click.testing import CliRunner
 from tiny_corpus import tiny_train_config, write_tiny_corpus
 
 import minirnn.data.corpora as corpora
-import minirnn.memory as memory
-from minirnn.checkpoint import load_checkpoint
+import minirnn.training.limits as memory
+from minirnn.training.checkpoint import load_checkpoint
 from minirnn.cli.main import cli
 from minirnn.errors import MinirnnError
-from minirnn.health import EXPLODE_STEPS, LossWatch
+from minirnn.training.save_watch import EXPLODE_STEPS, LossWatch
 from minirnn.model import Model
-from minirnn.train import train
+from minirnn.training.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import pytest
 
 from tiny_corpus import tiny_train_command, write_tiny_corpus
 
-from minirnn.checkpoint import load_checkpoint
+from minirnn.training.checkpoint import load_checkpoint
 from minirnn.errors import MinirnnError
-from minirnn.runlock import RunLock
+from minirnn.training.runlock import RunLock
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 from tiny_corpus import tiny_train_command, tiny_train_config, write_tiny_corpus
 
-from minirnn.checkpoint import load_checkpoint
+from minirnn.training.checkpoint import load_checkpoint
 from minirnn.cli.main import cli
-from minirnn.runlock import RunLock
-from minirnn.train import train
+from minirnn.training.runlock import RunLock
+from minirnn.training.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,9 @@ import pytest
 
 from tiny_corpus import tiny_train_command, tiny_train_config, write_tiny_corpus
 
-from minirnn.checkpoint import load_checkpoint
+from minirnn.training.checkpoint import load_checkpoint
 from minirnn.cli.main import cli
-from minirnn.train import train
+from minirnn.training.loop import train
 
 # (signal, the save's pause, delay after the temporary file appears): with a 50 ms pause the delays put the
 # signal before, inside and after the HDF5 writes; the last two tries are the issue's own reproduction
@@ -130,7 +130,7 @@ def tiny(corpus, out, **kw):
 def test_a_signal_during_a_step_finishes_that_step_and_saves_it(corpus, tmp_path, monkeypatch):
     """In process: a real SIGTERM sent from inside step 3 is honoured once step 3 is complete."""
     from minirnn.model import Model
-    from minirnn.signals import Interrupted
+    from minirnn.training.signals import Interrupted
 
     real, calls = Model.loss_and_grads, {"n": 0}
 
@@ -156,15 +156,15 @@ def test_a_signal_during_a_step_finishes_that_step_and_saves_it(corpus, tmp_path
 def test_ctrl_c_before_the_first_step_says_there_is_nothing_to_resume(corpus, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import minirnn.data
+    from minirnn.training import loop
 
-    real = minirnn.data.load_or_build_dataset
+    real = loop.load_or_build_dataset
 
     def interrupted_build(*args, **kw):
         os.kill(os.getpid(), signal.SIGINT)   # arrives while the dataset is being prepared
         return real(*args, **kw)
 
-    monkeypatch.setattr(minirnn.data, "load_or_build_dataset", interrupted_build)
+    monkeypatch.setattr(loop, "load_or_build_dataset", interrupted_build)
     out = tmp_path / "run.h5"
     result = CliRunner().invoke(cli, command(corpus, out, "--steps", "5")[3:])
     assert result.exit_code == 130, result.output
@@ -174,16 +174,16 @@ def test_ctrl_c_before_the_first_step_says_there_is_nothing_to_resume(corpus, tm
 
 
 def test_a_signal_during_the_final_test_says_the_checkpoint_is_complete(corpus, tmp_path, monkeypatch):
-    import minirnn.evaluate
-    from minirnn.signals import Interrupted
+    from minirnn.training import loop
+    from minirnn.training.signals import Interrupted
 
-    real = minirnn.evaluate.evaluate_model
+    real = loop.evaluate_model
 
     def interrupted_test(*args, **kw):
         os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kw)
 
-    monkeypatch.setattr(minirnn.evaluate, "evaluate_model", interrupted_test)
+    monkeypatch.setattr(loop, "evaluate_model", interrupted_test)
     out = tmp_path / "run.h5"
     with pytest.raises(Interrupted, match="after the last step; the checkpoint at step 6 .* is complete") as info:
         train(tiny(corpus, out), progress=False, echo=None)
@@ -195,7 +195,7 @@ def test_a_signal_while_the_dataset_is_written_waits_for_the_file(corpus, tmp_pa
     step (the handler once raised inside HDF5 or a finalizer: "Exception ignored" and a lost cache)."""
     from click.testing import CliRunner
 
-    from minirnn import atomic
+    from minirnn.training import atomic
     from minirnn.data import Dataset
 
     write = atomic._write_all

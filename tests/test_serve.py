@@ -24,12 +24,12 @@ from click.testing import CliRunner
 
 from tiny_corpus import write_tiny_corpus
 
-from minirnn import analysis as A
-from minirnn.checkpoint import load_checkpoint, save_checkpoint
+from minirnn.study import analysis as A
+from minirnn.training.checkpoint import load_checkpoint, save_checkpoint
 from minirnn.cli.main import cli
 from minirnn.model import Model
 from minirnn.optim import Adam
-from minirnn.serve import App, make_server
+from minirnn.study.serve import App, make_server
 
 NAMES = ["<eos>", "<unknown>", "the", "cat", "sat", "on", "mat", "a", "dog"]
 TEXT = "The cat sat on the mat"
@@ -48,7 +48,7 @@ def write_checkpoint(path, unit, seed=3, step=5):
 
 def trained_checkpoint(folder):
     """A checkpoint written by `minirnn train` on the tiny corpus: its test split can be evaluated."""
-    from minirnn.train import TrainConfig, train
+    from minirnn.training.loop import TrainConfig, train
 
     corpus = write_tiny_corpus(folder / "tiny.txt", words=1200, seed=7)
     config = TrainConfig.from_preset("demo", "gru", hidden=6, layers=1, vocab_size=12, max_length=40, batch_size=16,
@@ -111,7 +111,7 @@ def served(tmp_path_factory):
 
     def evaluate(m):
         calls.append(m.index)
-        from minirnn.study import evaluation_for
+        from minirnn.study.comparison import evaluation_for
 
         return evaluation_for(m.path, m.checkpoint, split="test", device="cpu")
 
@@ -283,7 +283,7 @@ BAD_HTTP = [
     ("GET", "/../setup.cfg", None, {}, 404),
     ("GET", "/%2e%2e/setup.cfg", None, {}, 404),
     ("GET", "/serve_page/app.js", None, {}, 404),
-    ("GET", "/minirnn/serve.py", None, {}, 404),
+    ("GET", "/minirnn/study/serve.py", None, {}, 404),
     ("GET", "/api/complete", None, {}, 405),
     ("POST", "/", {"text": "the"}, {}, 405),
     ("POST", "/api/models", {"text": "the"}, {}, 405),
@@ -359,7 +359,7 @@ def test_accuracy_is_computed_once_and_errors_are_reported(served):
 
     d = poll(3)
     assert d["state"] == "done" and d["source"] == "evaluated on the test split", d
-    from minirnn.evaluate import evaluate_checkpoint
+    from minirnn.study.evaluate import evaluate_checkpoint
 
     want = evaluate_checkpoint(paths[3], split="test")
     ev = d["evaluation"]

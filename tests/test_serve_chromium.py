@@ -21,9 +21,9 @@ import time
 import numpy as np
 import pytest
 
-from minirnn import analysis as A
-from minirnn.checkpoint import load_checkpoint
-from minirnn.serve import App, make_server
+from minirnn.study import analysis as A
+from minirnn.training.checkpoint import load_checkpoint
+from minirnn.study.serve import App, make_server
 
 from test_serve import write_checkpoint
 

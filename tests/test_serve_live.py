@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minirnn import analysis as A
+from minirnn.study import analysis as A
 from minirnn.errors import MinirnnError
 from minirnn.model import Model
 

@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from minirnn.bench import StepSetup, Stepper
+from minirnn.machine.bench import StepSetup, Stepper
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from minirnn import study as S
-from minirnn.checkpoint import peek_checkpoint
+from minirnn.study import comparison as S
+from minirnn.training.checkpoint import peek_checkpoint
 from minirnn.cli.main import cli
 from minirnn.errors import MinirnnError
 
@@ -70,9 +70,7 @@ def test_study_resumes_skips_and_continues(tmp_path, monkeypatch):
 
 
 def test_report_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
-    from minirnn import plotting
-
-    monkeypatch.setattr(plotting, "have_matplotlib", lambda: False)
+    monkeypatch.setattr(S, "have_matplotlib", lambda: False)
     out = tmp_path / "study"
     quick(out, 1, units=("gru",))
     report = (out / "report.md").read_text()

@@ -9,11 +9,11 @@ from click.testing import CliRunner
 
 from tiny_corpus import write_tiny_corpus
 
-from minirnn.checkpoint import load_checkpoint
+from minirnn.training.checkpoint import load_checkpoint
 from minirnn.cli.main import cli
 from minirnn.errors import MinirnnError
 from minirnn.model import Model
-from minirnn.train import TrainConfig, train
+from minirnn.training.loop import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

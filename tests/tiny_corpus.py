@@ -19,7 +19,7 @@ def write_tiny_corpus(path: Path, words: int, seed: int) -> Path:
 
 def tiny_train_config(corpus, out, **kw):
     """A TrainConfig of a GRU small enough to train in a blink on the tiny corpus."""
-    from minirnn.train import TrainConfig
+    from minirnn.training.loop import TrainConfig
 
     values = dict(hidden=6, layers=1, depth=1, vocab_size=12, max_length=40, batch_size=16, lr=1e-2, steps=4,
                   epochs=None, seed=5, corpus=corpus, out=str(out), dtype="float32", impl="reference", eval_every=2,

@@ -5,14 +5,14 @@ the Numba kernel ``name`` of gates.py itself, called with the argument list of
 the CUDA kernel of that name after its element count n (no wrapper in between:
 the loop calls Numba directly, as ``gemm`` is ``numpy.matmul`` itself).  Products go to BLAS
 (``numpy.matmul`` into a buffer), scratch memory comes from the pool of
-minirnn/workspace.py (no fresh pages), and the input part of a layer whose
+minirnn/scratch.py (no fresh pages), and the input part of a layer whose
 inputs are one-hot ids is a row lookup, its weight gradient a sum of rows per id.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from minirnn.workspace import WORKSPACE
+from minirnn.scratch import POOL
 
 from . import gates
 
@@ -43,8 +43,8 @@ class NumbaBackend:
 
     @staticmethod
     def scratch(shape, dtype):
-        """A pooled uninitialised array (minirnn/workspace.py): no fresh pages, no page faults."""
-        return WORKSPACE.empty(shape, dtype)
+        """A pooled uninitialised array (minirnn/scratch.py): no fresh pages, no page faults."""
+        return POOL.empty(shape, dtype)
 
     @staticmethod
     def bind(buffer, value):

@@ -37,6 +37,7 @@ import threading
 import numpy as np
 
 from . import _source, cublas, wheels
+from minirnn.backend import get_xp
 
 log = logging.getLogger("minirnn.cuda")
 
@@ -342,8 +343,6 @@ _backends: dict = {}
 
 def get_backend() -> CupyBackend:
     """The backend of the current CUDA device (imports cupy)."""
-    from minirnn.backend import get_xp
-
     cupy = get_xp("gpu")  # raises DeviceError with a clear message when there is no GPU
     dev = cupy.cuda.runtime.getDevice()
     be = _backends.get(dev)

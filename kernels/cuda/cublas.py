@@ -28,6 +28,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+import logging
 
 # cuBLAS / CUDA enum values (cublas_api.h, library_types.h)
 OP_N, OP_T = 0, 1
@@ -265,7 +266,6 @@ def load_cupy_cublas(cupy) -> Cublas:
             return Cublas(lib, int(handle))
         except (OSError, AttributeError) as exc:
             errors.append(f"{name}: {exc}")
-    import logging
 
     from cupy_backends.cuda.libs import cublas as cupy_cublas
 

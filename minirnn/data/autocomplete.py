@@ -25,9 +25,13 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..atomic import CHECKED, atomic_hdf5, check_digest
+from ..training.atomic import CHECKED, atomic_hdf5, check_digest
 from ..errors import MinirnnError
 from .corpora import Corpus, corpus_from_text, data_home, load_corpus
+import h5py
+from .. import __version__
+from ..training.runlock import RunLock, check_writable_folder, remove_stale_temps
+from ..messages import say
 
 __all__ = [
     "DEFAULT_VOCAB_SIZE",
@@ -74,8 +78,6 @@ _CHUNK_CHARS = 1 << 24  # words are split in ~16 MB pieces to bound memory on te
 
 def _say(progress: bool, message: str) -> None:
     if progress:
-        from ..report import say
-
         say(message, err=True)
 
 
@@ -274,8 +276,6 @@ class Dataset:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the dataset to an HDF5 file atomically (temp file in the same folder, then rename)."""
-        from .. import __version__
-
         path = Path(path).expanduser()
         with atomic_hdf5(path, "dataset file", overwrite=True) as f:   # a cache: rebuilt when it does not match
             f.attrs["format"] = FORMAT
@@ -304,8 +304,6 @@ class Dataset:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Dataset":
         """Read a file written by :meth:`save`; a missing or damaged file raises :class:`MinirnnError`."""
-        import h5py
-
         path = Path(path).expanduser()
         if not path.is_file():
             raise MinirnnError(f"dataset file {path} does not exist; build it first (load_or_build_dataset or the CLI)")
@@ -533,8 +531,6 @@ def load_or_build_dataset(
     parameters and full checksum stored in the file are checked on load.  A
     cached file that is unreadable or does not match is rebuilt.
     """
-    from ..runlock import RunLock, check_writable_folder, remove_stale_temps
-
     _check_params(vocab_size, max_length, seed)
     corpus = load_corpus(corpus_spec, progress=progress)
     path = dataset_cache_path(corpus, vocab_size, max_length, seed, cache_dir)

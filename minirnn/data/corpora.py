@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MinirnnError
+from ..messages import progress as reporter_progress
 
 __all__ = [
     "TEXT8_URL",
@@ -126,9 +127,7 @@ def builtin_corpus() -> str:
 
 
 def _progress_bar(progress: bool, total: int, done: int, label: str):
-    """The reporter's progress bar (minirnn/report.py), entered, already at ``done``."""
-    from ..report import progress as reporter_progress
-
+    """The reporter's progress bar (minirnn/messages.py), entered, already at ``done``."""
     bar = reporter_progress(progress, total, label)
     bar.__enter__()
     if done:

@@ -68,7 +68,7 @@ class Unit:
     name: str = ""
     state_names: tuple[str, ...] = ("h",)
     input_kernels: tuple[str, ...] = ()
-    # What exports and estimates need to know about a unit (docs/export.md, minirnn/memory.py):
+    # What exports and estimates need to know about a unit (docs/export.md, minirnn/training/limits.py):
     gate_order: str = "h"                 # the column blocks of each gate kernel, in order
     forget_bias: float | None = None      # a constant the equations add to the forget gate, if any
     torch_layout: bool = False            # whether export --layout torch can express the unit
@@ -83,7 +83,7 @@ class Unit:
 
     def activation_vectors(self) -> int:
         """Vectors of ``hidden_size`` numbers a layer keeps per position for the backward pass
-        (rounded up; the memory estimate of minirnn/memory.py)."""
+        (rounded up; the memory estimate of minirnn/training/limits.py)."""
         return 10
 
     # --- to be provided by each unit -------------------------------------

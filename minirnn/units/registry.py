@@ -12,6 +12,10 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from .gru import GRU
+from .lstm import LSTM
+from .nlstm import NestedLSTM
 
 log = logging.getLogger("minirnn")
 
@@ -106,17 +110,12 @@ def load_entry_points() -> None:
     if _LOADED:
         return
     _LOADED.append(True)
-    from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINTS):
         ep.load()()
 
 
 def _builtin() -> None:
-    from .gru import GRU
-    from .lstm import LSTM
-    from .nlstm import NestedLSTM
-
     register(UnitSpec("gru", "GRU", GRU, fast="minirnn.kernels.units:FastGRU",
                       paper={"hidden": 600, "layers": 2, "depth": 1}, demo={"hidden": 128, "layers": 1, "depth": 1}))
     register(UnitSpec("lstm", "LSTM", LSTM, fast="minirnn.kernels.units:FastLSTM",

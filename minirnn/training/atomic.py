@@ -6,7 +6,7 @@ failure (a full disk, a folder without write permission, an interrupt) removes
 the temporary file and leaves whatever was at the destination untouched.  A
 writer killed outright (``kill -9``) can leave its temporary file behind; the
 next writer that holds the file's lock removes it
-(:func:`minirnn.runlock.remove_stale_temps`).
+(:func:`minirnn.training.runlock.remove_stale_temps`).
 
 Before anything is written, :func:`check_output` refuses a destination whose
 replacement would lose something: anything that is not a regular file (a
@@ -37,12 +37,14 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import MinirnnError
+from ..errors import MinirnnError
+import h5py
+from .runlock import check_writable_folder, temp_prefix
 
 #: keyword arguments of ``create_dataset`` for a checksummed dataset (verified by HDF5 on read)
 CHECKED = {"fletcher32": True}
 
-#: files being written right now (a stop signal's handler never raises inside one: minirnn/signals.py)
+#: files being written right now (a stop signal's handler never raises inside one: minirnn/training/signals.py)
 _writing = [0]
 
 
@@ -142,8 +144,6 @@ def check_output(path, what: str, overwrite: bool = False, inputs=()) -> Path:
     Refused: a folder or a file whose name leaves no room for the temporary name, anything that is not
     a regular file, any of ``inputs`` (paths this command reads, e.g. its checkpoint or the corpus) and,
     without ``overwrite``, an existing file."""
-    from .runlock import check_writable_folder
-
     given = check_writable_folder(path, what)
     path = given.resolve()          # a link is followed: its target is replaced, the link stays
     for source in inputs:
@@ -186,8 +186,6 @@ def atomic_file(path, what: str, when_full: str = "free some space and try again
     umask's permissions), flushed to disk, then renamed over it.  ``path`` is checked first
     (:func:`check_output` with ``overwrite`` and ``inputs``).  Failures raise MinirnnError (one line
     naming ``what`` and ``path``), and the previous file at ``path`` stays intact."""
-    from .runlock import temp_prefix
-
     path = check_output(path, what, overwrite=overwrite, inputs=inputs)
     try:
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
@@ -236,8 +234,6 @@ def atomic_hdf5(path, what: str, when_full: str = "free some space and try again
     ``path`` (:func:`atomic_file`) only if the block completes, with the SHA-256 of its contents in
     its user block.  Failures raise MinirnnError (one line naming ``what`` and ``path``);
     ``when_full`` says what to do after freeing disk space."""
-    import h5py
-
     with atomic_file(path, what, when_full, overwrite=overwrite, inputs=inputs) as write:
         buffer = io.BytesIO()
         try:

@@ -27,11 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import DIGEST_MAGIC, HDF5_SIGNATURE, USERBLOCK
-from .checkpoint import Checkpoint, _json_default
-from . import schema
-from .errors import MinirnnError
-from .memory import LIMITS
+from ..training.atomic import DIGEST_MAGIC, HDF5_SIGNATURE, USERBLOCK, write_file, check_output
+from ..training.checkpoint import Checkpoint, _json_default, load_checkpoint
+from ..training import schema
+from ..errors import MinirnnError
+from ..training.limits import LIMITS
+import hashlib
+from .. import __version__
+from ..data import INPUT_SYMBOLS
+from ..units import unit_spec
+from ..model import Model
 
 FORMAT = "minirnn-export"
 FORMAT_VERSION = 1
@@ -126,9 +131,6 @@ def from_torch_state_dict(tensors: dict, config: dict) -> dict:
 # ----------------------------------------------------------------------------- writing
 
 def _metadata(model_config: dict, dtype: str, layout: str, output_words, config, extra, step) -> dict:
-    from . import __version__
-    from .data import INPUT_SYMBOLS
-
     unit = model_config["unit"]
     cls = _unit_class(unit)
     torch = layout == "torch"
@@ -155,8 +157,6 @@ def _metadata(model_config: dict, dtype: str, layout: str, output_words, config,
 def _digest(meta: dict, tensors: dict) -> str:
     """The SHA-256 of an export's content: every metadata entry but the digest, and every tensor's
     name, dtype, shape and bytes (so a flipped bit anywhere is found before a value is used)."""
-    import hashlib
-
     h = hashlib.sha256()
     for key in sorted(k for k in meta if k != "sha256"):
         h.update(json.dumps([key, meta[key]]).encode("utf-8"))
@@ -172,8 +172,6 @@ OLD_FILE_NOTE = ("{path} was written without a checksum (by an older minirnn), s
 
 
 def _unit_class(unit: str):
-    from .units import unit_spec
-
     return unit_spec(unit).reference
 
 
@@ -183,7 +181,6 @@ def refuse_layout(unit: str, layout: str) -> None:
         raise MinirnnError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if layout != "torch" or _unit_class(unit).torch_layout:
         return
-    from .units import unit_spec
 
     raise MinirnnError(f"--layout torch is refused for the {unit_spec(unit).label}: "
                        f"{_unit_class(unit).torch_refusal}; export with --layout minirnn and use the module of "
@@ -198,7 +195,7 @@ def export_model(path, model, output_words, *, layout: str = "minirnn", config: 
     and ``step`` are the run's settings as in a checkpoint (``minirnn evaluate``
     needs ``config``'s data settings: corpus, vocab_size, max_length, data_seed).
     An existing file is replaced only with ``overwrite``, an HDF5 file and the
-    ``inputs`` (the file exported from) never (minirnn/atomic.py).
+    ``inputs`` (the file exported from) never (minirnn/training/atomic.py).
     """
     unit = model.config["unit"]
     refuse_layout(unit, layout)
@@ -214,7 +211,6 @@ def export_model(path, model, output_words, *, layout: str = "minirnn", config: 
     meta = _metadata(model.config, dtype, layout, output_words, config, extra, step)
     meta["sha256"] = _digest(meta, tensors)
     data = _safetensors().numpy.save(tensors, metadata=meta)
-    from .atomic import write_file
 
     if Path(path).expanduser().is_dir():
         raise MinirnnError(f"export path {path} is a folder; give a file name such as {Path(path) / ('model' + SUFFIX)}")
@@ -237,8 +233,6 @@ def _refuse_hdf5(path: Path) -> None:
 
 def export_file(source, out, layout: str = "minirnn", overwrite: bool = False) -> Path:
     """Export the model of ``source`` (a checkpoint, or an export) to ``out`` (never over ``source``)."""
-    from .atomic import check_output
-
     _refuse_hdf5(Path(out).expanduser())
     check_output(out, "export", overwrite=overwrite, inputs=(source,))   # before the model is loaded
     ck = load_model_file(source, device="cpu", impl="reference")
@@ -296,13 +290,10 @@ def _read(path: Path):
 def read_export(path, device: str = "cpu", impl: str = "fast") -> Checkpoint:
     """Rebuild the model of an export (either layout) on ``device``.
 
-    Returns a :class:`~minirnn.checkpoint.Checkpoint` with ``model``,
+    Returns a :class:`~minirnn.training.checkpoint.Checkpoint` with ``model``,
     ``output_words``, ``config``, ``extra``, ``step``, ``path`` and
     ``model_config`` (no optimizer state, batch order or history: an export has none).
     """
-    from .data import INPUT_SYMBOLS
-    from .model import Model
-
     path = Path(path).expanduser()
     meta, tensors = _read(path)
     notes = []
@@ -355,11 +346,10 @@ def load_model_file(path, device: str = "cpu", impl: str = "fast") -> Checkpoint
     """A model from a checkpoint (``.h5``) or an export (``.safetensors``, either layout).
 
     The kind is told by the file's name and first bytes; both give a
-    :class:`~minirnn.checkpoint.Checkpoint` (an export's has no optimizer state
+    :class:`~minirnn.training.checkpoint.Checkpoint` (an export's has no optimizer state
     or history).
     """
     if is_safetensors(path):
         return read_export(path, device=device, impl=impl)
-    from .checkpoint import load_checkpoint
 
     return load_checkpoint(path, device=device, impl=impl)

@@ -1,15 +1,15 @@
 """The library computes, the command line talks: minirnn/ never imports click or prints by itself;
-its messages and progress go through the reporter the caller installs (minirnn/report.py)."""
+its messages and progress go through the reporter the caller installs (minirnn/messages.py)."""
 import ast
 import pathlib
 
 import click
 from click.testing import CliRunner
 
-from minirnn import report
+from minirnn import messages
 from minirnn.cli.main import cli
-from minirnn.heatmap import ansi
-from minirnn.train import TrainConfig, train
+from minirnn.study.connectivity import ansi
+from minirnn.training.loop import TrainConfig, train
 from tiny_corpus import write_tiny_corpus
 
 LIBRARY = pathlib.Path(__file__).resolve().parents[1] / "minirnn"
@@ -47,13 +47,13 @@ def test_training_is_silent_by_default_and_talks_through_the_reporter(tmp_path, 
 
         def progress(self, length, label, steps=False):
             bars.append((length, label, steps))
-            return report.NoBar()
+            return messages.NoBar()
 
-    previous = report.use(Collect())
+    previous = messages.use(Collect())
     try:
         train(_config(tmp_path), overwrite=True)
     finally:
-        report.use(previous)
+        messages.use(previous)
     assert capsys.readouterr() == ("", "")
     assert any(m.startswith("training gru") and err for m, err in said)
     assert any(m.startswith("checkpoint: ") and not err for m, err in said)
@@ -67,7 +67,7 @@ def test_the_command_line_installs_its_console_and_restores_silence(tmp_path):
                                       str(corpus), "--out", str(tmp_path / "cli.h5"), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "checkpoint: " in result.output
-    assert isinstance(report.current(), report.Silent)
+    assert isinstance(messages.current(), messages.Silent)
 
 
 def test_terminal_colours_are_built_as_click_would():
@@ -80,7 +80,7 @@ def test_terminal_colours_are_built_as_click_would():
 
 def test_the_rate_and_eta_are_recent_not_averaged_from_the_start():
     now = [0.0]
-    speed = report.RecentRate(total=100, window=5, clock=lambda: now[0])
+    speed = messages.RecentRate(total=100, window=5, clock=lambda: now[0])
     assert speed.describe("chars/s") == "timing..."
     now[0] = 120.0                                  # step 1 took 2 minutes (compiling the kernels)
     speed.update(1, 1000)
@@ -92,28 +92,28 @@ def test_the_rate_and_eta_are_recent_not_averaged_from_the_start():
     now[0] += 4000.0                                # a step of 4,000 s weighs on the window only
     speed.update(11, 11000)
     # the window now holds steps 6..11: 5 steps in 4,004 s, 5,000 characters; 89 steps left
-    assert speed.describe("chars/s") == f"1 chars/s, ETA {report.clock_time(89 * 4004 / 5)}"
-    assert report.clock_time(71271.2) == "19:47:51" and report.clock_time(59.6) == "1:00"
+    assert speed.describe("chars/s") == f"1 chars/s, ETA {messages.clock_time(89 * 4004 / 5)}"
+    assert messages.clock_time(71271.2) == "19:47:51" and messages.clock_time(59.6) == "1:00"
 
 
 def test_the_training_bar_shows_a_recent_rate_and_the_step_of_its_validation(tmp_path):
     texts = []
 
-    class Bar(report.NoBar):
+    class Bar(messages.NoBar):
         def update(self, n, text=None):
             texts.append(text)
 
-    class Collect(report.Silent):
+    class Collect(messages.Silent):
         def progress(self, length, label, steps=False):
             return Bar()
 
     config = _config(tmp_path)
     config.eval_every, config.steps = 2, 3
-    previous = report.use(Collect())
+    previous = messages.use(Collect())
     try:
         train(config)
     finally:
-        report.use(previous)
+        messages.use(previous)
     assert len(texts) == 3 and texts[0].startswith("step 1 loss ") and texts[0].endswith(" timing...")
     assert " val " not in texts[0] and "(step 2) " in texts[1] and "(step 3) " in texts[2]
     assert all(" chars/s, ETA " in t for t in texts[1:]) and texts[2].endswith("ETA 0:00")

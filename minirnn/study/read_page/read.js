@@ -40,7 +40,7 @@
       hideError();
       S.view = v;
       unitEl.value = v.name;
-      docEl.innerHTML = v.html;            // rendered and escaped by minirnn/markdown.py
+      docEl.innerHTML = v.html;            // rendered and escaped by minirnn/study/markdown.py
       document.body.setAttribute('data-unit', v.name);
       select(v.tags.indexOf(tag) >= 0 ? tag : v.tags[0]);
       document.body.setAttribute('data-state', 'ready');

@@ -39,7 +39,7 @@
   function color(i) { return COLORS[i % COLORS.length]; }
   function label(i) { return S.meta.models[i].label; }
   function pct(p) { return (100 * p).toFixed(1) + '%'; }
-  function ramp(l) {  // white -> yellow -> red, as minirnn/heatmap.py
+  function ramp(l) {  // white -> yellow -> red, as minirnn/study/connectivity.py
     var a, b, f;
     if (l <= 0.5) { a = [255, 255, 255]; b = [255, 230, 80]; f = l / 0.5; } else { a = [255, 230, 80]; b = [230, 40, 30]; f = (l - 0.5) / 0.5; }
     return 'rgb(' + [0, 1, 2].map(function (i) { return Math.round(a[i] + (b[i] - a[i]) * f); }).join(',') + ')';

@@ -1,6 +1,6 @@
 """The training loop: dataset -> seeded mini-batches -> loss and gradients -> Adam -> checkpoints.
 
-    from minirnn.train import TrainConfig, train
+    from minirnn.training.loop import TrainConfig, train
     config = TrainConfig.from_preset("demo", "nlstm", steps=200)
     result = train(config)              # writes runs/nlstm-demo.h5
     result.history["val_loss"]
@@ -36,9 +36,25 @@ from pathlib import Path
 
 import numpy as np
 
-from . import distributed, report
-from .errors import MinirnnError
-from .presets import DEFAULT_DATA_SEED
+from . import distributed
+
+from .. import messages
+from ..errors import MinirnnError
+from .presets import DEFAULT_DATA_SEED, preset as preset_dict
+import shutil
+import signal
+from .checkpoint import peek_checkpoint, load_checkpoint, save_checkpoint
+from ..units import UNITS
+from .limits import LIMITS, check_limit, human, check_memory
+from .atomic import check_output
+from .runlock import RunLock, remove_stale_temps
+from .signals import Interrupted, StopSignals, signal_name
+from ..backend import resolve_device
+from ..data import BatchOrder, load_or_build_dataset
+from .save_watch import LossWatch
+from ..model import INPUT_VOCAB, Model
+from ..optim import Adam
+from ..study.evaluate import evaluate_model
 
 # settings a resumed run must share with its checkpoint (the model, the data and the batch order)
 RESUME_FIXED = ("unit", "hidden", "layers", "depth", "vocab_size", "max_length", "batch_size", "seed",
@@ -81,8 +97,6 @@ class TrainConfig:
         Giving ``epochs`` without ``steps`` trains for those epochs (and vice versa),
         whatever the preset says.
         """
-        from .presets import preset as preset_dict
-
         values = {**preset_dict(preset, unit), "preset": preset}
         given = {k: v for k, v in overrides.items() if v is not None}
         _check_names(given)
@@ -100,8 +114,6 @@ class TrainConfig:
         """The configuration stored in a checkpoint (to resume it), with the non-None ``overrides``.
 
         ``preset``, when given, must be the run's own (a resume cannot change it)."""
-        from .checkpoint import peek_checkpoint
-
         _require_checkpoint(Path(path).expanduser())
         stored = peek_checkpoint(path)["config"]
         if preset is not None and stored.get("preset") not in (None, preset):
@@ -122,8 +134,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
-        from .units import UNITS
-
         if self.unit not in UNITS:
             raise MinirnnError(f"unknown unit {self.unit!r}; choose one of {', '.join(UNITS)}")
         for name in ("hidden", "layers", "depth", "vocab_size", "batch_size"):
@@ -152,7 +162,6 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise MinirnnError(f"{name} must be a non-negative integer, got {value!r}")
-        from .memory import LIMITS, check_limit
 
         for name in LIMITS:
             if hasattr(self, name):
@@ -192,7 +201,7 @@ class TrainResult:
 # ----------------------------------------------------------------------------- helpers
 
 def _say(echo, message: str, err: bool = False) -> None:
-    report.say(message, err=err, echo=echo)
+    messages.say(message, err=err, echo=echo)
 
 
 def _validation_batches(dataset, config: TrainConfig) -> list:
@@ -271,31 +280,26 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
     """Train (or, with ``resume``, continue training) and return a :class:`TrainResult`.
 
     ``echo``: a ``click.echo``-like callable for the notes and the summary
-    (None: the current reporter, minirnn/report.py, silent unless the caller installed one).
+    (None: the current reporter, minirnn/messages.py, silent unless the caller installed one).
     ``progress``: show the dataset messages and a progress bar (through the reporter).
     ``overwrite``: replace an existing checkpoint at ``config.out`` when not resuming.
     ``dataset``: an already built :class:`~minirnn.data.Dataset` matching the config (tests, notebooks).
 
     The checkpoint is locked for the whole call (a second run on it is refused,
     docs/reliability.md).  SIGINT and SIGTERM stop the run at the next safe
-    point: the last completed step is saved and :class:`~minirnn.signals.Interrupted`
+    point: the last completed step is saved and :class:`~minirnn.training.signals.Interrupted`
     (a MinirnnError with ``exit_code`` 130 or 143) says how to resume.
 
     Under ``mpiexec`` every rank calls this with the same config and the ranks
     train one model data-parallel: rank 0 alone locks, prints and writes
-    checkpoints (minirnn/distributed.py, docs/distributed.md).
+    checkpoints (minirnn/training/distributed.py, docs/distributed.md).
     """
-    from .memory import human
-    from .atomic import check_output
-    from .runlock import RunLock, remove_stale_temps
-    from .signals import Interrupted, StopSignals, signal_name
-
     config.validate()
     ctx = distributed.context()                                   # distributed: start (one process: no-op)
     ctx.handshake("configuration", {**config.to_dict(), "resume": bool(resume), "overwrite": bool(overwrite)},
                   device=config.device, nccl=True)
     if not ctx.is_root:
-        progress, echo = False, report.quiet
+        progress, echo = False, messages.quiet
     # never a device, never the corpus (also not with --overwrite); an existing file is judged below
     out = check_output(config.out, "checkpoint", overwrite=True, inputs=(_corpus_path(config.corpus),))
     with StopSignals() as stops:
@@ -321,23 +325,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
 
 
 def _after_last_step(signum: int, step: int, out: Path) -> str:
-    from .signals import signal_name
-
     return (f"interrupted by {signal_name(signum)} after the last step; the checkpoint at step {step} in {out} "
             f"is complete: evaluate it with 'minirnn evaluate {out}'")
 
 
 def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress: bool, echo, overwrite: bool,
                   dataset, ctx) -> TrainResult:
-    from .backend import resolve_device
-    from .checkpoint import load_checkpoint, save_checkpoint
-    from .data import BatchOrder, load_or_build_dataset
-    from .health import LossWatch
-    from .memory import check_memory
-    from .model import INPUT_VOCAB, Model
-    from .optim import Adam
-    from .signals import Interrupted
-
     if resume:
         _require_checkpoint(out)
     if not resume and out.exists() and not overwrite:
@@ -345,8 +338,6 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
                            "or choose another --out")
     stored = None
     if resume:
-        from .checkpoint import peek_checkpoint
-
         stored = peek_checkpoint(out)
         _check_resume(config, stored["config"], out)
 
@@ -436,10 +427,6 @@ def _nan_if_none(value) -> float:
 
 def _check_disk(out: Path, count: int, dtype: str) -> None:
     """Refuse a run whose checkpoint (parameters and Adam's two moments) cannot fit on the disk."""
-    import shutil
-
-    from .memory import human
-
     size = 3 * count * (8 if dtype == "float64" else 4)
     try:
         free = shutil.disk_usage(out.parent).free
@@ -514,8 +501,6 @@ class _Loop:
     def safe_point(self, stops) -> None:
         """Stop here when a stop signal was received -- distributed: by any rank; the ranks agree at every
         safe point, so all stop at the same step (a rank stopping alone took the job down with MPI_Abort)."""
-        from .signals import Interrupted
-
         found = self.ctx.stop_signal(stops.signum)
         if found:
             self.stop_rank = found[0]
@@ -523,8 +508,6 @@ class _Loop:
 
     def stopped(self, signum: int, order_state, can_save: bool, agreed: bool):
         """The Interrupted error of a stop at ``self.step``; ``agreed``: every rank stops here (a safe point)."""
-        from .signals import Interrupted, signal_name
-
         on_disk = self.saved is not None and self.saved[0] == self.step
         # distributed: only an agreed stop saves (otherwise the ranks may be mid-collective; the job is aborted)
         can_save = can_save and (agreed or self.ctx.size == 1)
@@ -545,10 +528,6 @@ class _Loop:
 
     def run(self, stops, progress: bool) -> tuple[int, float]:
         """Run the steps; returns (characters read, seconds)."""
-        import signal
-
-        from .signals import Interrupted
-
         config, model, history, order = self.config, self.model, self.history, self.order
         total = self.total
         _say(self.echo, f"training {config.unit} ({config.preset or 'custom'}): {model.parameter_counts()['total']:,} "
@@ -560,8 +539,8 @@ class _Loop:
         in_update = False
         try:
             self.safe_point(stops)
-            speed = report.RecentRate(total)
-            with report.progress(progress, max(total - self.step, 0), f"{config.unit}", steps=True) as bar:
+            speed = messages.RecentRate(total)
+            with messages.progress(progress, max(total - self.step, 0), f"{config.unit}", steps=True) as bar:
                 while self.step < total:
                     epoch, _, idx = next(order)
                     source, target = self.dataset.batch(self.train_idx[idx])
@@ -625,8 +604,6 @@ class _Loop:
                              seconds=seconds, chars_per_second=chars / seconds if seconds > 0 else 0.0,
                              device=self.device, config=config, dataset=self.dataset, model=model)
         if config.final_test and len(self.dataset.split("test")):
-            from .evaluate import evaluate_model
-
             result.test = evaluate_model(model, self.dataset, "test", batch_size=config.batch_size, ctx=self.ctx)
         for line in summary_lines(result):
             _say(self.echo, line)

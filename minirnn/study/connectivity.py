@@ -243,7 +243,7 @@ def _quantise(matrix: np.ndarray) -> tuple[list, list]:
 
 def connectivity_html(data: dict, title: str = "minirnn connectivity", initial: int | None = None,
                       scale: str = "linear", subtitle: str = "") -> str:
-    """One self-contained HTML page from :func:`minirnn.analysis.page_data`'s dict.
+    """One self-contained HTML page from :func:`minirnn.study.analysis.page_data`'s dict.
 
     Hovering a character previews its connectivity map and predictions; clicking
     pins it.  The fragment ``#select=N`` selects position N on load as a click does.

@@ -1,6 +1,6 @@
 """The whole comparison in one call: train GRU, LSTM and Nested LSTM, evaluate them, write a report.
 
-    from minirnn.study import run_study
+    from minirnn.study.comparison import run_study
     summary = run_study("demo", out="study-demo")      # study-demo/report.md
 
 Every unit is trained on the same dataset with the same seed (the preset's
@@ -25,9 +25,19 @@ import time
 from pathlib import Path
 
 
-from . import report
-from .errors import MinirnnError
-from .units import UNITS as UNITS_REGISTRY
+from .. import messages, __version__
+from ..errors import MinirnnError
+from ..units import UNITS as UNITS_REGISTRY
+import numpy as np
+from .evaluate import evaluate_checkpoint
+from ..training.atomic import write_file
+from ..backend import resolve_device
+from ..training.checkpoint import peek_checkpoint, load_checkpoint
+from ..data import load_or_build_dataset
+from ..training.presets import PRESETS
+from ..training.loop import TrainConfig, train
+from .plotting import PUBLISHED_TOP1_BY_LETTERS, UNIT_LABELS, have_matplotlib, letters_curves
+from .plotting import plot_accuracy_by_letters, plot_loss_curves
 
 UNITS = ("gru", "lstm", "nlstm")
 #: docs/study.md §4: published test cross-entropy and accuracy after two epochs.
@@ -106,22 +116,17 @@ def evaluation_for(checkpoint, ck=None, split: str = "test", device: str = "cpu"
         ev = stored_evaluation(checkpoint, ck, split)
         if ev is not None:
             return ev, "stored evaluation"
-    from .evaluate import evaluate_checkpoint
 
     ev = evaluate_checkpoint(checkpoint, split=split, device=device, limit=limit, dataset=dataset)
     return ev, f"evaluated on the {split} split" + (f" (first {limit} observations)" if limit else "")
 
 
 def _write_json(path: Path, data) -> None:
-    from .atomic import write_file
-
     # the study's own files in its own folder: a rerun (a resume) replaces them
     write_file(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable), "study file", overwrite=True)
 
 
 def _jsonable(v):
-    import numpy as np
-
     if isinstance(v, np.integer):
         return int(v)
     if isinstance(v, np.floating):
@@ -164,14 +169,8 @@ def run_study(preset: str = "demo", out=None, units=UNITS, steps: int | None = N
     ``steps``/``epochs`` override the preset's run length (``steps`` for quick runs);
     ``limit`` evaluates only the first observations of the test split;
     ``impl`` picks the fast (default) or reference units;
-    ``overrides`` are further :class:`~minirnn.train.TrainConfig` fields (e.g. ``hidden``).
+    ``overrides`` are further :class:`~minirnn.training.loop.TrainConfig` fields (e.g. ``hidden``).
     """
-    from .backend import resolve_device
-    from .checkpoint import peek_checkpoint
-    from .data import load_or_build_dataset
-    from .presets import PRESETS
-    from .train import TrainConfig, train
-
     if preset not in PRESETS:
         raise MinirnnError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     units = parse_units(",".join(units) if not isinstance(units, str) else units)
@@ -231,7 +230,6 @@ def run_study(preset: str = "demo", out=None, units=UNITS, steps: int | None = N
         entry["steps"] = int(result.step)
         save_state()
         t0 = time.perf_counter()
-        from .evaluate import evaluate_checkpoint
 
         ev = evaluate_checkpoint(ck_path, split="test", device=resolved, limit=limit, impl=cfg.impl,
                                  dataset=dataset, progress=progress)
@@ -263,7 +261,7 @@ def _read_json(path: Path):
 
 
 def _say(echo, message: str) -> None:
-    report.say(message, err=True, echo=echo)
+    messages.say(message, err=True, echo=echo)
 
 
 # -------------------------------------------------------------------------- report
@@ -276,8 +274,6 @@ def _fmt(x, pct: bool = False) -> str:
 
 def write_report(folder, state: dict, units) -> Path:
     """``report.md`` (and the figures, when matplotlib is installed) from the finished units' files."""
-    from .plotting import PUBLISHED_TOP1_BY_LETTERS, UNIT_LABELS, have_matplotlib, letters_curves
-
     folder = Path(folder)
     evals = {}
     for u in units:
@@ -335,9 +331,6 @@ def write_report(folder, state: dict, units) -> Path:
     # figures
     lines += ["", "## Figures", ""]
     if have_matplotlib() and evals:
-        from .checkpoint import load_checkpoint
-        from .plotting import plot_accuracy_by_letters, plot_loss_curves
-
         runs = []
         for u in units:
             p = folder / f"{u}.h5"
@@ -366,7 +359,6 @@ def write_report(folder, state: dict, units) -> Path:
         if c:
             lines.append(f"| {UNIT_LABELS[u]} | hidden {c['hidden']}, layers {c['layers']}"
                          + UNITS_REGISTRY[u].describe(depth=c["depth"], outer_tanh=c.get("outer_tanh")) + " |")
-    from . import __version__
 
     lines.append(f"| minirnn | {__version__} (Python {platform.python_version()}, {platform.machine()}) |")
     lines += ["", "## Times", "", "| model | training (s) | sessions | evaluation (s) |", "|---|---|---|---|"]
@@ -377,6 +369,5 @@ def write_report(folder, state: dict, units) -> Path:
                          f"{e.get('eval_seconds', 0.0):.1f} |")
     lines += ["", f"Started {state.get('started', '–')}; report written {_now()}.", ""]
     path = folder / REPORT_FILE
-    from .atomic import write_file
 
     return write_file(path, "\n".join(lines), "report", overwrite=True)

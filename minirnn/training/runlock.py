@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - not POSIX (Windows): runs are not lock
     fcntl = None
 from pathlib import Path
 
-from .errors import MinirnnError
+from ..errors import MinirnnError
 
 
 def lock_path(path) -> Path:
@@ -28,7 +28,7 @@ def lock_path(path) -> Path:
 
 
 def temp_prefix(path) -> str:
-    """The name prefix of the temporary files :func:`minirnn.atomic.atomic_file` writes for ``path``."""
+    """The name prefix of the temporary files :func:`minirnn.training.atomic.atomic_file` writes for ``path``."""
     return Path(path).name + ".tmp-"
 
 

@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import MinirnnError
-from .model import Model
-from .optim import Adam
+from ..errors import MinirnnError
+from ..model import Model
+from ..optim import Adam
+from ..training.limits import check_limit, check_memory
+from ..units import unit_spec
+from ..scratch import POOL
 
 
 @dataclass
@@ -35,10 +38,8 @@ class StepSetup:
     counted_fraction: float = 1.0  # share of positions whose target counts in the loss
 
     def check(self) -> None:
-        """The size limits and the memory estimate of `minirnn train` (minirnn/memory.py): one line,
+        """The size limits and the memory estimate of `minirnn train` (minirnn/training/limits.py): one line,
         before anything is allocated, instead of a traceback or a machine pushed into swap."""
-        from .memory import check_limit, check_memory
-
         for name, value in (("hidden", self.hidden), ("layers", self.layers), ("depth", self.depth),
                             ("vocab_size", self.classes - 2), ("batch_size", self.batch), ("max_length", self.time)):
             check_limit(name, value)
@@ -48,8 +49,6 @@ class StepSetup:
                      self.dtype, self.device)
 
     def describe(self) -> str:
-        from .units import unit_spec
-
         options = unit_spec(self.unit).describe(depth=self.depth)
         return (f"{self.unit}{options}: {self.layers}x{self.hidden}, {self.classes} classes, "
                 f"batch {self.batch}x{self.time}, {self.dtype}, {self.device}")
@@ -88,9 +87,7 @@ class Stepper:
 
 def peak_host_memory(setup: StepSetup, impl: str) -> int:
     """Peak bytes allocated through Python/NumPy during one step (model and Adam state included)."""
-    from .workspace import WORKSPACE
-
-    WORKSPACE.clear()  # pooled buffers made before tracing started would go uncounted
+    POOL.clear()  # pooled buffers made before tracing started would go uncounted
     gc.collect()
     tracemalloc.start()
     try:

@@ -22,7 +22,8 @@ import signal
 import threading
 from contextlib import contextmanager
 
-from .errors import MinirnnError
+from ..errors import MinirnnError
+from .atomic import writing
 
 # SIGHUP: the terminal was closed -- a stop like SIGTERM, not a reason to lose the steps since the last save
 HANDLED = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
@@ -56,8 +57,6 @@ class StopSignals:
 
     # ------------------------------------------------------------------ handlers
     def _handle(self, signum, frame):
-        from .atomic import writing
-
         if self.signum is None:
             self.signum = signum
         # inside a file write (e.g. the dataset cache) a raise could land in h5py or a finalizer ("Exception

@@ -6,8 +6,8 @@ cores.  Every value can be overridden from the command line.
 """
 from __future__ import annotations
 
-from .errors import MinirnnError
-from .units import UNITS
+from ..errors import MinirnnError
+from ..units import UNITS
 
 COMMON = {
     "paper": {"vocab_size": 16384, "max_length": 200, "batch_size": 64, "lr": 1e-3,

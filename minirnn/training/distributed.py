@@ -45,7 +45,11 @@ import sys
 
 import numpy as np
 
-from .errors import MinirnnError
+from ..errors import MinirnnError
+from .. import __version__
+from ..layers import counted_positions
+import select
+import signal
 
 INSTALL = "pip install 'minirnn[mpi]'"
 START_TIMEOUT = 120.0
@@ -314,8 +318,6 @@ class MPIContext:
         ranks with one line naming the first differing setting.  For ``device`` gpu or auto, each
         rank then takes its own GPU (:func:`assign_gpus`) before anything touches CUDA; ``nccl``:
         the run will sum gradients with NCCL (checked here)."""
-        from . import __version__
-
         payload = {**payload, "minirnn version": __version__}     # the same code everywhere, too
         watchdog = None
         if self.comm is None:
@@ -449,8 +451,6 @@ class MPIContext:
     def loss_and_grads(self, model, source, target):
         """The global batch's mean loss and gradients: this rank's share of the rows, normalised by the
         whole batch's counted positions [CE-F4], summed over ranks (one flat buffer)."""
-        from .layers import counted_positions
-
         count = int(np.count_nonzero(counted_positions(np.asarray(target))))
         rows = shard_rows(source.shape[0], self.rank, self.size)
         src, tgt = trim_padding(source[rows], target[rows])
@@ -567,9 +567,6 @@ class _Watchdog:
         pid = os.fork()
         if pid == 0:                                     # the watchdog
             try:
-                import select
-                import signal
-
                 os.close(self.write)
                 ready, _, _ = select.select([read], [], [], seconds)
                 if not ready:

@@ -1,8 +1,8 @@
 """`minirnn serve`: the study's interactive figures as a local web app (docs/serve.md).
 
-A thin layer of JSON endpoints over :mod:`minirnn.analysis` on the standard
+A thin layer of JSON endpoints over :mod:`minirnn.study.analysis` on the standard
 library's ``http.server`` (one thread per connection), plus one page (HTML, CSS
-and vanilla JavaScript shipped in ``minirnn/serve_page/``, read once at start;
+and vanilla JavaScript shipped in ``minirnn/study/serve_page/``, read once at start;
 nothing is loaded from the network).
 
     GET  /                     the page (and /app.js, /app.css)
@@ -30,7 +30,14 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from . import analysis
-from .errors import MinirnnError
+from ..errors import MinirnnError
+from importlib import resources
+from .plotting import UNIT_LABELS
+from .comparison import evaluation_for
+from concurrent.futures import ThreadPoolExecutor
+from ..training.checkpoint import load_checkpoint
+from .connectivity import LOG_DECADES
+import socket
 
 MAX_BODY = 64 * 1024
 DEFAULT_MAX_CHARS = 500
@@ -38,7 +45,7 @@ MAX_CHARS_LIMIT = analysis.MAX_TEXT_CHARS
 #: Whole answers kept per endpoint, keyed by the request (an unchanged text is never recomputed).
 ANSWER_CACHE = 64
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-PAGE_FILES = {  # URL path -> (file in minirnn/serve_page, content type); the only files ever served
+PAGE_FILES = {  # URL path -> (file in minirnn/study/serve_page, content type); the only files ever served
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -59,9 +66,7 @@ class RequestError(Exception):
 
 def page_files(package_folder: str = "serve_page", routes: dict = PAGE_FILES) -> dict:
     """A page's files as bytes, by URL path (read from the installed package; also ``minirnn read``'s)."""
-    from importlib import resources
-
-    folder = resources.files("minirnn").joinpath(package_folder)
+    folder = resources.files("minirnn.study").joinpath(package_folder)
     cache = {}
     out = {}
     for route, (name, ctype) in routes.items():
@@ -106,16 +111,12 @@ def _plain(v) -> bool:
 
 def model_labels(paths, units) -> list[str]:
     """'GRU', 'LSTM', 'Nested LSTM'; the file name is added where two checkpoints share a unit."""
-    from .plotting import UNIT_LABELS
-
     names = [UNIT_LABELS.get(u, str(u)) for u in units]
     return [f"{n} ({Path(p).stem})" if names.count(n) > 1 else n for n, p in zip(names, paths)]
 
 
 def _default_evaluate(device: str, limit: int | None):
     def evaluate(served: ServedModel):
-        from .study import evaluation_for
-
         return evaluation_for(served.path, served.checkpoint, split="test", device=device, limit=limit)
     return evaluate
 
@@ -141,7 +142,6 @@ class App:
         self.files = page_files()
         self._answers = {kind: analysis.LRUCache(ANSWER_CACHE) for kind in ("complete", "connectivity")}
         self._answers_lock = threading.Lock()
-        from concurrent.futures import ThreadPoolExecutor
 
         # The models answer side by side: NumPy releases the GIL in its products.
         self._pool = ThreadPoolExecutor(max_workers=len(models), thread_name_prefix="minirnn-model")
@@ -155,8 +155,6 @@ class App:
     @classmethod
     def load(cls, paths, device: str = "cpu", **kwargs) -> "App":
         """Load every checkpoint (one-line MinirnnError for a bad one) on ``device``."""
-        from .checkpoint import load_checkpoint
-
         cks = [load_checkpoint(p, device=device, impl="reference") for p in paths]
         labels = model_labels(paths, [ck.model.config["unit"] for ck in cks])
         models = [ServedModel(index=i, path=Path(p), checkpoint=ck, label=label,
@@ -173,7 +171,6 @@ class App:
     # --------------------------------------------------------------- endpoints
     def api_models(self, query: dict) -> dict:
         _only(query, (), "GET /api/models")
-        from .heatmap import LOG_DECADES
 
         return {"max_chars": self.max_chars, "max_k": analysis.LIVE_TOP, "log_decades": LOG_DECADES,
                 "device": self.device, "models": [m.summary() for m in self.models]}
@@ -487,8 +484,6 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, app: App, host: str = "127.0.0.1", port: int = 8000, verbose: bool = False):
         if ":" in host:
-            import socket
-
             self.address_family = socket.AF_INET6
         super().__init__((host, port), Handler)
         self.app = app

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MinirnnError
-from .units import UNITS
+from ..errors import MinirnnError
+from ..units import UNITS
+import io
+from ..training.atomic import write_file
+from .connectivity import _lines, relative, rgb
 
 PLOT_FIX = "pip install 'minirnn[plot]'"
 
@@ -46,11 +49,7 @@ def pyplot():
 
 
 def _save(fig, out, overwrite: bool = False, inputs=()) -> Path:
-    """Render the figure in memory, then write it with the one atomic writer (minirnn/atomic.py)."""
-    import io
-
-    from .atomic import write_file
-
+    """Render the figure in memory, then write it with the one atomic writer (minirnn/training/atomic.py)."""
     plt = pyplot()
     out = Path(out).expanduser()
     buffer = io.BytesIO()
@@ -143,7 +142,7 @@ def plot_accuracy_by_letters(results, out, published: bool = True, max_letters: 
     """Top-1/2/3 accuracy against letters seen, one panel per model, side by side.
 
     ``results`` = [(label, evaluation dict, unit or None)]; the dict is
-    :func:`minirnn.evaluate.evaluate_model`'s (``by_letters`` with ``top1``,
+    :func:`minirnn.study.evaluate.evaluate_model`'s (``by_letters`` with ``top1``,
     ``top2``, ``top3``).  The last bucket collects that many letters or more.
     With ``published`` and a known unit, the published top-1 curve is drawn too.
     """
@@ -182,8 +181,6 @@ def plot_accuracy_by_letters(results, out, published: bool = True, max_letters: 
 def plot_connectivity(chars: str, values, at: int, out, title: str = "", scale: str = "linear",
                       width: int = 60, **output) -> Path:
     """The connectivity heat map as an image: one cell per character, coloured like the terminal map."""
-    from .heatmap import _lines, relative, rgb
-
     plt = pyplot()
     from matplotlib.patches import Rectangle
 

@@ -21,8 +21,9 @@ import io
 import re
 import tokenize
 from pathlib import Path
+from ..units import REGISTRY
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 #: path name -> the folders or files (relative to the repository) that implement it.  The fast
 #: path's one time loop per unit (kernels/units.py) runs on both devices, so it belongs to both.
@@ -83,8 +84,6 @@ def path_files(unit: str, path: str) -> list[Path]:
     files = {f for root in roots for f in ([root] if root.is_file() else root.rglob("*"))
              if f.suffix in SUFFIXES and f.is_file()}
     if path == "reference":
-        from .units import REGISTRY
-
         spec = REGISTRY.get(unit)
         if spec is not None:
             # the file of its hand-derived backward (found even for a class loaded from a file path)

@@ -14,7 +14,8 @@ import math
 
 import numpy as np
 
-from .memory import LIMITS
+from .limits import LIMITS
+from ..units import UNITS, make_unit
 
 #: the model configuration's fields: name -> (type, smallest, largest); ``embedding_size`` and
 #: ``outer_tanh`` may be missing (older files)
@@ -55,8 +56,6 @@ def _field(where: str, name: str, value, kind, low, high):
 
 def model_config(value, where: str = "model_config") -> dict:
     """The model configuration of a file, checked: a dict with every field typed and in range."""
-    from .units import UNITS
-
     if not isinstance(value, dict):
         raise ValueError(f"{where} is a {type(value).__name__}, not a JSON object")
     for name, (kind, low, high) in MODEL_FIELDS.items():
@@ -84,8 +83,6 @@ def run_config(value, where: str = "config") -> dict:
 
 def parameter_shapes(config: dict) -> dict:
     """The shape of every parameter of the model of a checked ``config``, computed without allocating."""
-    from .units import make_unit
-
     hidden, emb = config["hidden"], config.get("embedding_size", config["hidden"])
     shapes = {"embedding": (config["input_vocab"], emb)}
     for layer in range(config["layers"]):

@@ -35,8 +35,11 @@ import numpy as np
 
 from .atomic import CHECKED, atomic_hdf5, check_digest
 from . import schema
-from .errors import MinirnnError
-from .memory import LIMITS
+from ..errors import MinirnnError
+from .limits import LIMITS
+import h5py
+from .. import __version__
+from ..model import Model
 
 FORMAT = "minirnn-checkpoint"
 FORMAT_VERSION = 1
@@ -86,8 +89,6 @@ def _json_default(value):
 
 
 def _write(f, model, optimizer, step, order_state, config, output_words, history, extra) -> None:
-    from . import __version__
-
     params = model.host_params()
     dtype = next(iter(params.values())).dtype
     f.attrs["format"] = FORMAT
@@ -145,8 +146,6 @@ def _fix(path: Path) -> str:
 
 def _open(path):
     """Open a checkpoint for reading, turning every way it can fail into one line."""
-    import h5py
-
     path = Path(path).expanduser()
     if not path.exists():
         raise MinirnnError(f"checkpoint {path} does not exist; check the path or train a model first with 'minirnn train'")
@@ -229,8 +228,6 @@ def _read_group(path: Path, group, checked: bool, size: int, expected: dict | No
 
     Before anything is read, the declared shapes must be ``expected`` (when given) and no dataset may
     declare more bytes than the file has (``size``): a crafted shape never becomes an allocation."""
-    import h5py
-
     datasets = {}
     for name in group:
         dataset = group[name]
@@ -288,8 +285,6 @@ def load_checkpoint(path, device: str = "cpu", impl: str = "fast") -> Checkpoint
     foreign file, a failed checksum, non-finite or mistyped arrays and an
     inconsistent step.
     """
-    from .model import Model
-
     path, f, checked = _open(path)
     notes = []
     try:

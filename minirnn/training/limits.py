@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import os
 
-from .errors import MinirnnError
+from ..errors import MinirnnError
+from ..layers import DEFAULT_CHUNK
+from ..units import make_unit
 
 #: Largest accepted value of each integer setting: far above any sensible run, they stop typos whose
 #: size could not even be estimated; sizes below them are judged by the memory estimate.
@@ -59,9 +61,6 @@ def check_limit(name: str, value) -> None:
 def estimate(unit: str, hidden: int, layers: int, depth: int, output_vocab: int, batch_size: int,
              max_length: int, dtype: str, input_vocab: int = 28) -> dict:
     """Bytes needed by one training step: {'parameters', 'activations', 'output', 'total', 'count'}."""
-    from .layers import DEFAULT_CHUNK
-    from .units import make_unit
-
     itemsize = 8 if str(dtype) == "float64" else 4
     layer = make_unit(unit, hidden, hidden, depth=depth)     # shapes only, no arrays
     recurrent = layer.num_params()

@@ -4,7 +4,7 @@ Every training step needs the same large temporaries (gate activations, cell
 states, pre-activation gradients: about 120 MB each at the paper's size).
 Fresh allocations of that size are served by the kernel as new pages, and
 first-touch page faults then cost a large share of a step (measured: 35% of a
-demo step on the development machine, docs/benchmarks.md).  A ``Workspace``
+demo step on the development machine, docs/benchmarks.md).  A ``ScratchPool``
 keeps released buffers and hands them out again.
 
 A buffer is free when nothing but the pool refers to it: every array handed out
@@ -30,7 +30,7 @@ def _references(buffers: list, i: int) -> int:
 _FREE = _references([np.empty(1, dtype=np.uint8)], 0)  # held by the pool's list alone
 
 
-class Workspace:
+class ScratchPool:
     def __init__(self):
         self._buffers: list[np.ndarray] = []
 
@@ -70,4 +70,4 @@ class Workspace:
         self._buffers = []
 
 
-WORKSPACE = Workspace()
+POOL = ScratchPool()

@@ -1,8 +1,8 @@
 """`minirnn read`: a unit's derivation beside the code that computes it (docs/read.md).
 
-The page (``minirnn/read_page/``) shows the unit's docs page on the left and, for
+The page (``minirnn/study/read_page/``) shows the unit's docs page on the left and, for
 the selected tag, every line that cites it on every path, with a few lines of
-context: found by :mod:`minirnn.tag_index` and read from the code at run time,
+context: found by :mod:`minirnn.study.tag_index` and read from the code at run time,
 so the page cannot go stale.  A backward tag has a check: a float64 gradient
 check of the tensors that tag's line computes, on the unit's reference code and
 its fast CPU kernels, as ``minirnn gradcheck`` does it (central differences
@@ -22,9 +22,18 @@ import json
 from fnmatch import fnmatch
 from pathlib import Path
 
-from . import markdown, tag_index
-from .errors import MinirnnError
+from . import markdown
+
+from . import tag_index
+from ..errors import MinirnnError
 from .serve import RequestError, _only, dispatch, page_files
+import os
+import shutil
+import tempfile
+from ..units import REGISTRY
+from ..gradcheck import DEFAULT_STEP, DEFAULT_TOLERANCE, FLOOR, check_unit
+from ..kernels import accelerate
+from ..training.atomic import _umask
 
 CONTEXT = 3                      # lines shown above and below each cited line
 CHECK_SIZES = {"input_size": 4, "hidden_size": 3, "T": 5, "B": 3}   # a tiny unit: a check takes under a second
@@ -38,8 +47,6 @@ STATIC_DATA = "data.js"          # the static folder's units, loaded by index.ht
 
 
 def _units():
-    from .units import REGISTRY
-
     return REGISTRY
 
 
@@ -141,9 +148,6 @@ def _unit_of_tag(tag: str) -> str:
 def check_tag(tag: str, seed: int = 0) -> dict:
     """The float64 gradient check of one backward tag on a tiny unit (minirnn.gradcheck), on the reference
     code and, where the unit has them, on the fast CPU kernels (the same random problem for both)."""
-    from .gradcheck import DEFAULT_STEP, DEFAULT_TOLERANCE, FLOOR, check_unit
-    from .kernels import accelerate
-
     plan = check_plan(tag)
     if plan is None:
         raise MinirnnError(f"{tag} is a forward equation: there is no gradient to check (pick a backward tag, -B)")
@@ -203,12 +207,6 @@ def write_static(folder, units: list[str]) -> list[Path]:
     The checks need the live server; the page says so.  The folder is built under a temporary
     name beside it and renamed into place at the end, so a failure leaves nothing half-written;
     an existing non-empty folder is refused."""
-    import os
-    import shutil
-    import tempfile
-
-    from .atomic import _umask
-
     views = [unit_view(u) for u in units]              # every unit name is checked before anything is written
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):

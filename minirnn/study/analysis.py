@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import to_numpy
-from .errors import MinirnnError
+from ..backend import to_numpy
+from ..errors import MinirnnError
+from ..data.corpora import normalize_text
+from collections import OrderedDict
 
 SPECIALS = ("<eos>", "<unknown>")
 UNKNOWN = 1
@@ -79,8 +81,6 @@ def encode_text(text: str, typing: bool = False) -> EncodedText:
     word's); and the last word -- the letters after the last space, or that space
     alone -- is not finished, so it has no correct word yet (``typing(t)``).
     """
-    from .data.corpora import normalize_text
-
     if len(text) > MAX_TEXT_CHARS:    # before normalising it
         raise MinirnnError(f"the text has {len(text):,} characters; at most {MAX_TEXT_CHARS:,} are read at once: "
                            "give a shorter text")
@@ -287,7 +287,6 @@ def resolve_position(enc: EncodedText, at: int | None = None, word: str | None =
             raise MinirnnError(f"--at {at} is outside the text: positions run from 0 (the leading space) "
                                f"to {len(enc) - 1}")
         return at
-    from .data.corpora import normalize_text
 
     w = normalize_text(word)
     if not w or " " in w:
@@ -362,8 +361,6 @@ class LRUCache:
     """A bounded mapping that forgets the least recently used entry first."""
 
     def __init__(self, size: int):
-        from collections import OrderedDict
-
         self.size = int(size)
         self.data = OrderedDict()
 

@@ -15,7 +15,13 @@ import warnings
 from dataclasses import asdict, dataclass
 from importlib import metadata
 
-from .errors import MinirnnError
+from ..errors import MinirnnError
+import numpy as np
+import types
+from . import blas
+from collections import OrderedDict
+from ..backend import to_numpy
+from ..model import Model
 
 STATUSES = ("ok", "warn", "fail", "skip")
 
@@ -68,8 +74,6 @@ def _version_tuple(text: str) -> tuple:
 def blas_check(natural=None) -> Check:
     """NumPy's BLAS: library, version, kernels, threads; a warning when OPENBLAS_CORETYPE overrides the kernels.
     ``natural``: the kernels OpenBLAS picks without the override (asked in a fresh process when not given)."""
-    from . import blas
-
     info = blas.blas_info()
     if info["library"] is None:
         return Check("blas", "warn", "could not tell which BLAS NumPy uses", "")
@@ -121,7 +125,7 @@ def _cupy(state) -> Check:
         import cupy
     except Exception as exc:
         raise _Stop(f"CuPy is not importable ({type(exc).__name__})", GPU_EXTRA) from None
-    from .kernels.cuda import wheels
+    from ..kernels.cuda import wheels
 
     try:
         runtime = cupy.cuda.runtime.runtimeGetVersion()
@@ -146,7 +150,7 @@ def _driver(state) -> Check:
 
 
 def _device(state) -> Check:
-    from .kernels.cuda._runtime import get_backend
+    from ..kernels.cuda._runtime import get_backend
 
     try:
         backend = get_backend()
@@ -175,7 +179,7 @@ def _mapped(prefix: str) -> str:
 
 
 def _library_hint(library, state) -> str:
-    from .kernels.cuda import wheels
+    from ..kernels.cuda import wheels
 
     return wheels.install_hint(library, state["major"])
 
@@ -195,7 +199,7 @@ def _nvrtc(state) -> Check:
 
 
 def _cublas(state) -> Check:
-    from .kernels.cuda import cublas
+    from ..kernels.cuda import cublas
 
     try:
         from cupy_backends.cuda import libs
@@ -212,7 +216,7 @@ def _cublas(state) -> Check:
 
 
 def _nccl(state) -> Check:
-    from .kernels.cuda import wheels
+    from ..kernels.cuda import wheels
 
     try:
         with warnings.catch_warnings():   # CuPy warns, over several lines, when libnccl is missing
@@ -228,9 +232,7 @@ def _nccl(state) -> Check:
 
 
 def _kernels(state) -> Check:
-    import numpy as np
-
-    from .kernels.cuda import _source
+    from ..kernels.cuda import _source
 
     backend = state["backend"]
     names = list(_source.kernels())
@@ -242,10 +244,7 @@ def _kernels(state) -> Check:
 
 def _graph(state) -> Check:
     """A loop of one cuBLAS product, run through run_loop until it is captured and replayed."""
-    import types
-    from collections import OrderedDict
-
-    from .kernels.cuda import _runtime
+    from ..kernels.cuda import _runtime
 
     backend, cp = state["backend"], state["cupy"]
     if not _runtime.graph_status()["graphs"]:
@@ -271,11 +270,6 @@ def _graph(state) -> Check:
 
 def _units(state) -> Check:
     """A small step of every unit on the GPU equals the CPU in float64 (loss and every gradient)."""
-    import numpy as np
-
-    from .backend import to_numpy
-    from .model import Model
-
     rng = np.random.default_rng(0)
     source = rng.integers(1, 28, size=(3, 7))
     target = rng.integers(0, 12, size=(3, 7))

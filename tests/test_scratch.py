@@ -1,11 +1,11 @@
 """The scratch pool never hands out memory that something still uses."""
 import numpy as np
 
-from minirnn.workspace import Workspace
+from minirnn.scratch import ScratchPool
 
 
 def test_live_views_keep_their_buffer_busy():
-    ws = Workspace()
+    ws = ScratchPool()
     a = ws.empty((10, 10), np.float32)
     a[...] = 1.0
     b = ws.empty((10, 10), np.float32)
@@ -19,7 +19,7 @@ def test_live_views_keep_their_buffer_busy():
 
 
 def test_released_buffers_are_reused():
-    ws = Workspace()
+    ws = ScratchPool()
     a = ws.empty((100, 100), np.float64)
     ptr = a.__array_interface__["data"][0]
     del a
@@ -29,14 +29,14 @@ def test_released_buffers_are_reused():
 
 
 def test_shapes_dtypes_and_zeros():
-    ws = Workspace()
+    ws = ScratchPool()
     z = ws.zeros((3, 4, 5), np.float32)
     assert z.shape == (3, 4, 5) and z.dtype == np.float32 and z.flags.c_contiguous and not z.any()
     assert ws.empty((0, 7), np.float64).shape == (0, 7)
 
 
 def test_a_steady_sequence_of_requests_stops_allocating():
-    ws = Workspace()
+    ws = ScratchPool()
     for _ in range(3):
         big = ws.empty((1000, 100), np.float32)
         small = ws.empty((10, 10), np.float32)

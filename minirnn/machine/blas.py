@@ -76,7 +76,7 @@ def natural_architecture() -> str | None:
     """The kernels OpenBLAS picks for this CPU when nothing overrides them (asked in a fresh
     process without OPENBLAS_CORETYPE)."""
     env = {k: v for k, v in os.environ.items() if k != CORETYPE}
-    code = "from minirnn.blas import blas_info; print(blas_info()['architecture'])"
+    code = "from minirnn.machine.blas import blas_info; print(blas_info()['architecture'])"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     name = proc.stdout.strip()
     return name if proc.returncode == 0 and name and name != "None" else None

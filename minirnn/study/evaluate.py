@@ -33,9 +33,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import distributed, report
-from .errors import MinirnnError
-from .layers import dense_scores
+from ..training import distributed
+
+from .. import messages
+from ..errors import MinirnnError
+from ..layers import dense_scores
+from ..backend import resolve_device
+from .export import load_model_file
+from pathlib import Path
+from ..data import cached_dataset, load_corpus, load_or_build_dataset
+from ..training.presets import DEFAULT_DATA_SEED
 
 PAD, SPACE = 0, 1
 FIRST_WORD = 2
@@ -55,7 +62,7 @@ def evaluate_model(model, dataset, split: str = "test", batch_size: int = 64, li
     """Metrics of ``model`` on ``split`` of ``dataset`` (the first ``limit`` observations when given).
 
     Returns a JSON-serialisable dict; see the module docstring for the definitions.
-    ``ctx``: a :mod:`minirnn.distributed` context; under MPI each rank evaluates
+    ``ctx``: a :mod:`minirnn.training.distributed` context; under MPI each rank evaluates
     every size-th batch and the counts are summed (the same batches as one
     process, so the same numbers up to the order of the final sums).
     """
@@ -84,7 +91,7 @@ def evaluate_model(model, dataset, split: str = "test", batch_size: int = 64, li
 
     starts = ctx.shard(range(0, len(indices), batch_size))        # distributed: whole batches per rank
     total = sum(len(indices[s:s + batch_size]) for s in starts)
-    with report.progress(progress, total, f"evaluating {split}") as bar:
+    with messages.progress(progress, total, f"evaluating {split}") as bar:
         for start in starts:
             source, target = dataset.batch(indices[start:start + batch_size])
             mask = source != PAD
@@ -165,9 +172,6 @@ def evaluate_checkpoint(path, split: str = "test", device: str = "cpu", limit: i
     Under ``mpiexec`` the ranks share out the batches and every rank returns the
     whole result.
     """
-    from .backend import resolve_device
-    from .export import load_model_file
-
     ctx = distributed.context()                                   # distributed: start (one process: no-op)
     ctx.handshake("evaluation", {"checkpoint": str(path), "split": split, "device": device, "limit": limit,
                                  "batch_size": batch_size, "impl": impl}, device=device)
@@ -203,11 +207,6 @@ def dataset_of_checkpoint(ck, progress: bool = False, corpus=None):
     was rewritten, the dataset cached for the run's checksum still serves; else
     the evaluation is refused (never computed on another text).
     """
-    from pathlib import Path
-
-    from .data import cached_dataset, load_corpus, load_or_build_dataset
-    from .presets import DEFAULT_DATA_SEED
-
     cfg, extra = ck.config, ck.extra
     try:
         sizes = (int(cfg["vocab_size"]), int(cfg["max_length"]), int(cfg.get("data_seed", DEFAULT_DATA_SEED)))

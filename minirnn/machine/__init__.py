@@ -1,0 +1,1 @@
+"""What this machine can do: `minirnn doctor`, `minirnn bench` and which BLAS NumPy uses."""
