@@ -223,9 +223,10 @@ def test_read_out_writes_a_static_folder_and_refuses_bad_input(tmp_path):
     out = tmp_path / "page"
     r = _minirnn("read", "gru", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["data.js", "index.html", "read.css", "read.js"]
+    assert sorted(p.name for p in out.iterdir()) == ["data.js", "index.html", "page.js", "read.css", "read.js"]
     index = (out / "index.html").read_text()
     assert index.index('src="data.js"') < index.index('src="read.js"')
+    assert index.index('src="page.js"') < index.index('src="read.js"')   # the shared helpers first
     data = json.loads((out / "data.js").read_text().removeprefix("window.MINIRNN_READ = ").rstrip(";\n"))
     assert list(data["views"]) == ["gru"] and data["views"]["gru"]["tags"] == tag_index.page_tags("gru")
     before = {p.name: p.read_bytes() for p in out.iterdir()}

@@ -38,10 +38,11 @@ from ..training.atomic import _umask
 CONTEXT = 3                      # lines shown above and below each cited line
 CHECK_SIZES = {"input_size": 4, "hidden_size": 3, "T": 5, "B": 3}   # a tiny unit: a check takes under a second
 PAGE_FILES = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/index.html": ("index.html", "text/html; charset=utf-8"),
-    "/read.js": ("read.js", "text/javascript; charset=utf-8"),
-    "/read.css": ("read.css", "text/css; charset=utf-8"),
+    "/": ("read_page/index.html", "text/html; charset=utf-8"),
+    "/index.html": ("read_page/index.html", "text/html; charset=utf-8"),
+    "/page.js": ("page.js", "text/javascript; charset=utf-8"),     # shared with minirnn serve's page
+    "/read.js": ("read_page/read.js", "text/javascript; charset=utf-8"),
+    "/read.css": ("read_page/read.css", "text/css; charset=utf-8"),
 }
 STATIC_DATA = "data.js"          # the static folder's units, loaded by index.html before read.js
 
@@ -174,7 +175,7 @@ class ReaderApp:
 
     def __init__(self):
         unit_names()                                   # a missing docs folder is said at start
-        self.files = page_files("read_page", PAGE_FILES)
+        self.files = page_files(PAGE_FILES)
         self.routes = {("GET", "/api/units"): self.api_units, ("GET", "/api/unit"): self.api_unit,
                        ("POST", "/api/check"): self.api_check}
 
@@ -202,7 +203,7 @@ class ReaderApp:
 
 
 def write_static(folder, units: list[str]) -> list[Path]:
-    """The page as a folder (index.html, read.js, read.css, data.js) that opens from disk, for ``units``.
+    """The page as a folder (index.html, page.js, read.js, read.css, data.js) that opens from disk, for ``units``.
 
     The checks need the live server; the page says so.  The folder is built under a temporary
     name beside it and renamed into place at the end, so a failure leaves nothing half-written;
@@ -211,9 +212,9 @@ def write_static(folder, units: list[str]) -> list[Path]:
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise MinirnnError(f"{folder} exists and is not an empty folder; choose a new --out folder")
-    files = page_files("read_page", PAGE_FILES)
+    files = page_files(PAGE_FILES)
     data = {"units": [u for u in units_summary() if u["name"] in units], "views": {v["name"]: v for v in views}}
-    contents = {name: files["/" + name][0] for name in ("index.html", "read.js", "read.css")}
+    contents = {name: files["/" + name][0] for name in ("index.html", "page.js", "read.js", "read.css")}
     script = b'<script src="read.js"></script>'
     contents["index.html"] = contents["index.html"].replace(script, f'<script src="{STATIC_DATA}"></script>\n'.encode()
                                                             + script)

@@ -45,11 +45,12 @@ MAX_CHARS_LIMIT = analysis.MAX_TEXT_CHARS
 #: Whole answers kept per endpoint, keyed by the request (an unchanged text is never recomputed).
 ANSWER_CACHE = 64
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-PAGE_FILES = {  # URL path -> (file in minirnn/study/serve_page, content type); the only files ever served
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/index.html": ("index.html", "text/html; charset=utf-8"),
-    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-    "/app.css": ("app.css", "text/css; charset=utf-8"),
+PAGE_FILES = {  # URL path -> (file under minirnn/study, content type); the only files ever served
+    "/": ("serve_page/index.html", "text/html; charset=utf-8"),
+    "/index.html": ("serve_page/index.html", "text/html; charset=utf-8"),
+    "/page.js": ("page.js", "text/javascript; charset=utf-8"),    # shared with minirnn read's page
+    "/app.js": ("serve_page/app.js", "text/javascript; charset=utf-8"),
+    "/app.css": ("serve_page/app.css", "text/css; charset=utf-8"),
 }
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -64,9 +65,9 @@ class RequestError(Exception):
         self.message = message
 
 
-def page_files(package_folder: str = "serve_page", routes: dict = PAGE_FILES) -> dict:
+def page_files(routes: dict = PAGE_FILES) -> dict:
     """A page's files as bytes, by URL path (read from the installed package; also ``minirnn read``'s)."""
-    folder = resources.files("minirnn.study").joinpath(package_folder)
+    folder = resources.files("minirnn.study")
     cache = {}
     out = {}
     for route, (name, ctype) in routes.items():
@@ -74,8 +75,8 @@ def page_files(package_folder: str = "serve_page", routes: dict = PAGE_FILES) ->
             try:
                 cache[name] = folder.joinpath(name).read_bytes()
             except OSError:
-                raise MinirnnError(f"the page file minirnn/{package_folder}/{name} is missing from this "
-                                   "installation; reinstall minirnn") from None
+                raise MinirnnError(f"the page file minirnn/study/{name} is missing from this installation; "
+                                   "reinstall minirnn") from None
         out[route] = (cache[name], ctype)
     return out
 

@@ -2,30 +2,12 @@
 // server's /api (or, in a folder written by --out, from data.js), nothing from the network (docs/read.md).
 (function () {
   'use strict';
+  var P = window.minirnnPage;   // the pages' shared helpers (minirnn/study/page.js)
+  var $ = P.$, el = P.el, clear = P.clear, api = P.api, showError = P.showError, hideError = P.hideError;
   var STATIC = window.MINIRNN_READ || null;
   var S = { view: null, tag: null };
   var docEl = $('doc'), unitEl = $('unit');
 
-  function $(id) { return document.getElementById(id); }
-  function el(tag, attrs, kids) {
-    var e = document.createElement(tag);
-    for (var k in (attrs || {})) {
-      if (k === 'text') e.textContent = attrs[k]; else if (k === 'cls') e.className = attrs[k]; else e.setAttribute(k, attrs[k]);
-    }
-    (kids || []).forEach(function (c) { if (c) e.appendChild(typeof c === 'string' ? document.createTextNode(c) : c); });
-    return e;
-  }
-  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
-  function api(method, path, body) {
-    var opts = { method: method, headers: {} };
-    if (body !== undefined) { opts.headers['Content-Type'] = 'application/json'; opts.body = JSON.stringify(body); }
-    return fetch(path, opts).then(function (r) {
-      return r.json().catch(function () { return { error: 'the server answered ' + r.status + ' without JSON' }; })
-        .then(function (j) { if (!r.ok || j.error) throw new Error(j.error || ('HTTP ' + r.status)); return j; });
-    });
-  }
-  function showError(msg) { var e = $('error'); e.textContent = msg; e.hidden = false; document.body.setAttribute('data-error', msg); }
-  function hideError() { var e = $('error'); e.hidden = true; e.textContent = ''; document.body.removeAttribute('data-error'); }
   function units() { return STATIC ? Promise.resolve({ units: STATIC.units }) : api('GET', '/api/units'); }
   function unitView(name) {
     if (!STATIC) return api('GET', '/api/unit?name=' + encodeURIComponent(name));

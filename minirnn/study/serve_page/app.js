@@ -1,8 +1,10 @@
 // minirnn serve: the page.  Vanilla JavaScript, no network but this server (docs/serve.md).
 (function () {
   'use strict';
+  var P = window.minirnnPage;   // the pages' shared helpers (minirnn/study/page.js)
+  var $ = P.$, el = P.el, clear = P.clear, api = P.api, showError = P.showError, hideError = P.hideError;
   var COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf'];
-  var PUBLISHED = {  // REFERENCE.md section 4: published top-1 accuracy given k letters seen (k = 0..7)
+  var PUBLISHED = {  // docs/study.md: published top-1 accuracy given k letters seen (k = 0..7)
     gru: [0.165, 0.383, 0.556, 0.658, 0.678, 0.673, 0.660, 0.665],
     lstm: [0.167, 0.376, 0.539, 0.641, 0.670, 0.670, 0.659, 0.669],
     nlstm: [0.137, 0.326, 0.492, 0.591, 0.622, 0.626, 0.619, 0.635]
@@ -11,31 +13,11 @@
   var S = { meta: null, data: null, sel: null, seq: 0, connWanted: null, connRun: null, pending: Promise.resolve(), accuracy: {} };
   var input = $('input'), textEl = $('text'), scaleEl = $('scale');
 
-  function $(id) { return document.getElementById(id); }
-  function el(tag, attrs, kids) {
-    var e = document.createElement(tag);
-    for (var k in (attrs || {})) {
-      if (k === 'text') e.textContent = attrs[k]; else if (k === 'cls') e.className = attrs[k]; else e.setAttribute(k, attrs[k]);
-    }
-    (kids || []).forEach(function (c) { if (c) e.appendChild(typeof c === 'string' ? document.createTextNode(c) : c); });
-    return e;
-  }
   function svg(tag, attrs) {
     var e = document.createElementNS(SVGNS, tag);
     for (var k in attrs) e.setAttribute(k, attrs[k]);
     return e;
   }
-  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
-  function api(method, path, body) {
-    var opts = { method: method, headers: {} };
-    if (body !== undefined) { opts.headers['Content-Type'] = 'application/json'; opts.body = JSON.stringify(body); }
-    return fetch(path, opts).then(function (r) {
-      return r.json().catch(function () { return { error: 'the server answered ' + r.status + ' without JSON' }; })
-        .then(function (j) { if (!r.ok || j.error) throw new Error(j.error || ('HTTP ' + r.status)); return j; });
-    });
-  }
-  function showError(msg) { var e = $('error'); e.textContent = msg; e.hidden = false; document.body.setAttribute('data-error', msg); }
-  function hideError() { var e = $('error'); e.hidden = true; e.textContent = ''; document.body.removeAttribute('data-error'); }
   function color(i) { return COLORS[i % COLORS.length]; }
   function label(i) { return S.meta.models[i].label; }
   function pct(p) { return (100 * p).toFixed(1) + '%'; }
