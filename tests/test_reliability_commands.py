@@ -5,12 +5,10 @@ import socket
 import threading
 
 import pytest
-from click.testing import CliRunner
 
-from tiny_corpus import tiny_train_config, write_tiny_corpus
+from tiny_corpus import invoke, one_line, tiny_train_config, write_tiny_corpus
 
 from minirnn.study.analysis import MAX_TEXT_CHARS
-from minirnn.cli.main import cli
 from minirnn.errors import MinirnnError
 from minirnn.training.loop import train
 
@@ -22,16 +20,6 @@ def run_h5(tmp_path_factory):
     out = folder / "run.h5"
     train(tiny_train_config(str(corpus), out, steps=6), progress=False, echo=None)
     return out
-
-
-def one_line(result) -> str:
-    assert result.exit_code == 1 and result.output.startswith("Error: ") and result.output.count("\n") == 1, \
-        result.output
-    return result.output
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def test_texts_are_bounded(run_h5):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tiny_corpus import tiny_train_config, write_tiny_corpus
+from tiny_corpus import one_line, tiny_train_config, write_tiny_corpus
 
 from minirnn.cli.main import cli
 from minirnn.errors import MinirnnError
@@ -25,12 +25,6 @@ import safetensors.numpy  # noqa: E402
 from minirnn.study.export import _digest, export_model, read_export  # noqa: E402
 
 NAMES = ["<eos>", "<unknown>", "the", "cat", "sat", "on", "mat", "a", "dog"]
-
-
-def one_line(result) -> str:
-    assert result.exit_code == 1 and result.output.startswith("Error: ") and result.output.count("\n") == 1, \
-        result.output
-    return result.output
 
 
 def evaluate(path, *more):

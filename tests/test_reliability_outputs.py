@@ -7,12 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
-from tiny_corpus import tiny_train_command, tiny_train_config, write_tiny_corpus
+from tiny_corpus import invoke, one_line, tiny_train_command, tiny_train_config, write_tiny_corpus
 
 from minirnn.training.checkpoint import load_checkpoint
-from minirnn.cli.main import cli
 from minirnn.training.runlock import RunLock
 from minirnn.training.loop import train
 
@@ -27,16 +25,6 @@ def run_h5(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run.h5"
     train(tiny_train_config(corpus, out), progress=False, echo=None)
     return out
-
-
-def one_line(result) -> str:
-    assert result.exit_code == 1 and result.output.startswith("Error: ") and result.output.count("\n") == 1, \
-        result.output
-    return result.output
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def real(*args, **kw):

@@ -1,10 +1,14 @@
 """A tiny seeded text for training and evaluation tests: words of a 20-word
-language drawn with Zipf-like frequencies, so a model can learn something fast."""
+language drawn with Zipf-like frequencies, so a model can learn something fast;
+its training config and command line; and how the reliability tests call the CLI."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from click.testing import CliRunner
+
+from minirnn.cli.main import cli
 
 VOCAB = ["the", "of", "and", "cat", "sat", "on", "mat", "dog", "ran", "far", "a", "big", "red", "sun", "tree",
          "house", "river", "stone", "light", "quick"]
@@ -35,3 +39,15 @@ def tiny_train_command(corpus, out, *more):
     return [sys.executable, "-m", "minirnn", "train", "--unit", "gru", "--corpus", corpus, "--out", str(out),
             "--hidden", "6", "--vocab-size", "12", "--max-length", "40", "--batch-size", "16", "--eval-every", "0",
             "--no-progress", *more]
+
+
+def invoke(*args):
+    """The CLI called in this process, every argument as text."""
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_line(result) -> str:
+    """The output of a refused command, asserted to be exactly one 'Error:' line and exit status 1."""
+    assert result.exit_code == 1 and result.output.startswith("Error: ") and result.output.count("\n") == 1, \
+        result.output
+    return result.output
