@@ -209,13 +209,20 @@ def rank0_of_two(comm):
 @pytest.mark.parametrize("rank,local_rank,calls_before", [(0, 0, 0), (3, 0, 1), (1, 1, 2)])
 def test_data_is_made_by_rank_0_first_then_each_node_then_the_rest(rank, local_rank, calls_before):
     """root_first: three meetings of all ranks; rank 0 works before the first, the first rank of
-    another node before the second, every other rank before the third."""
+    another node before the second, every other rank before the third.  A rank whose work fails
+    leaves at once (to meet the others in fail_start)."""
     comm = FakeComm()
     ctx = rank0_of_two(comm)
     ctx.rank, ctx.is_root, ctx.local_rank = rank, rank == 0, local_rank
     seen = []
-    assert ctx.root_first(lambda x, y=0: seen.append(len(comm.calls)) or x + y, 2, y=3) == 5
+    with ctx.root_first():
+        seen.append(len(comm.calls))
     assert seen == [calls_before] and comm.calls == ["allgather"] * 3 and ctx.phase != "running"
+    comm.calls.clear()
+    with pytest.raises(OSError, match="disk full"):
+        with ctx.root_first():
+            raise OSError("disk full")
+    assert comm.calls == ["allgather"] * calls_before
 
 
 @pytest.mark.parametrize("dtype,code", [(np.float32, 7), (np.float64, 8)])
