@@ -225,6 +225,26 @@ def test_data_is_made_by_rank_0_first_then_each_node_then_the_rest(rank, local_r
     assert comm.calls == ["allgather"] * calls_before
 
 
+def test_a_stop_leaving_a_collective_is_reported_by_rank_0_alone(monkeypatch):
+    """@collective: an Interrupted that leaves a rank other than 0 ends it quietly (rank 0 reports the stop);
+    any other error of that rank keeps its own message (its own failure, shown before the job is aborted)."""
+    from minirnn.training.signals import Interrupted
+
+    @D.collective
+    def stopping(error):
+        raise error
+
+    for rank in (0, 1):
+        ctx = rank0_of_two(FakeComm())
+        ctx.rank, ctx.is_root, ctx.phase = rank, rank == 0, "running"
+        monkeypatch.setattr(D, "_CONTEXT", ctx)
+        with pytest.raises(Interrupted if rank == 0 else D.RankStopped, match="interrupted by SIGTERM at step 3"):
+            stopping(Interrupted("interrupted by SIGTERM at step 3", 15))
+        with pytest.raises(MinirnnError, match="a disk failed") as info:
+            stopping(MinirnnError("a disk failed"))
+        assert type(info.value) is MinirnnError and ctx.phase == "running"
+
+
 @pytest.mark.parametrize("dtype,code", [(np.float32, 7), (np.float64, 8)])
 def test_nccl_all_reduce_plumbing_on_the_host(monkeypatch, dtype, code):
     """The communicator is made once from rank 0's unique id broadcast over MPI; each step is one

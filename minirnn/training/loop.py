@@ -500,7 +500,7 @@ class _Loop:
     def steps(self, progress: bool) -> tuple[int, float]:
         """The study's algorithm: the next batch -> its loss and gradients -> one Adam step -> the history
         (and the validation loss every ``eval_every`` steps) -> a safe point -> a checkpoint when due."""
-        config, history, total = self.config, self.history, self.total
+        config, total = self.config, self.total
         self._announce()
         start_step, chars, started = self.step, 0, time.perf_counter()
         self.check_stop()
@@ -516,17 +516,14 @@ class _Loop:
                 self._update(grads)
                 chars += int(np.count_nonzero(source))
                 self._record(epoch, float(loss))
-                if config.eval_every and self.val_batches and (
-                        self.step % config.eval_every == 0 or self.step == total):
+                if self.val_batches and self._due(config.eval_every):
                     self._validate()
                 self.check_stop()   # the step is complete: a safe point
-                if self.step == total or (config.checkpoint_every and self.step % config.checkpoint_every == 0):
+                if self.step == total or self._due(config.checkpoint_every):
                     self.save(self.done_order)
                     self.check_stop()   # the save is complete
                 speed.update(self.step, chars)
-                val = f" val {history['val_loss'][-1]:.3f} (step {history['val_step'][-1]})" \
-                    if history["val_loss"] else ""
-                bar.update(1, f"step {self.step} loss {loss:.3f}{val} {speed.describe('chars/s')}")
+                bar.update(1, self._progress(loss, speed))
         if self.attempted != self.step:  # e.g. resuming a finished run, or total == 0
             self.save(self.order.state())
         if (self.saved is None or self.saved[0] != self.step) and self.step > start_step:
@@ -540,6 +537,15 @@ class _Loop:
                         f"observations, {order.steps_per_epoch:,} steps per epoch, "
                         f"{max(self.total - self.step, 0):,} steps to go on {self.device} "
                         f"({config.impl}, {config.dtype})", err=True)
+
+    def _due(self, every: int) -> bool:
+        """Every ``every`` steps (0: never), and at the run's last step."""
+        return bool(every) and (self.step % every == 0 or self.step == self.total)
+
+    def _progress(self, loss: float, speed) -> str:
+        h = self.history
+        val = f" val {h['val_loss'][-1]:.3f} (step {h['val_step'][-1]})" if h["val_loss"] else ""
+        return f"step {self.step} loss {loss:.3f}{val} {speed.describe('chars/s')}"
 
     def _update(self, grads) -> None:
         """One Adam step; ``in_update`` marks the half-changed parameters that a stop must not save."""
