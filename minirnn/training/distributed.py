@@ -496,7 +496,9 @@ class MPIContext:
         loop.check_stop = functools.partial(self.check_stops, loop.stops)      # all ranks stop at one step
         loop.write = self.root_only(loop.write)             # rank 0 writes; every rank learns if it failed
         loop.agreed = self.agreed                           # a stop or bad loss seen by all: rank 0 reports
-        loop.alone = False      # a save is collective: a rank stopping on its own cannot save
+        # a save is collective: a rank stopping on its own (the others may be mid-collective; the job is
+        # aborted) cannot save
+        loop.alone = self.size == 1
 
     # --- validation, evaluation, checkpoints --------------------------------------
     def shard(self, items) -> list:

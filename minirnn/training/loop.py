@@ -454,7 +454,7 @@ class _Loop:
     """The step loop of one run: steps, validation, healthy saves, safe stops.
 
     The parts that distribution changes are plain attributes, set here for one process and wrapped once by
-    :meth:`.distributed.MPIContext.share` before the loop runs (docs/distributed.md); :meth:`run` reads the
+    :meth:`.distributed.MPIContext.share` before the loop runs (docs/distributed.md); :meth:`steps` reads the
     same for one process and for many.
     """
 
@@ -490,12 +490,11 @@ class _Loop:
         try:
             return self.steps(progress)
         except Interrupted as exc:   # at a safe point: every process stops at this step
-            raise self.agreed(self.stopped(exc, can_save=True)) from None
+            raise self.agreed(self.stopped(exc.signum, can_save=True, rank=exc.rank)) from None
         except _BadLoss as exc:
             raise self.agreed(exc) from None
         except KeyboardInterrupt:  # raised by code other than our handlers (none installed: not the main thread)
-            raise self.stopped(Interrupted("stopped", signal.SIGINT), can_save=self.alone and not self.in_update) \
-                from None
+            raise self.stopped(signal.SIGINT, can_save=self.alone and not self.in_update) from None
 
     def steps(self, progress: bool) -> tuple[int, float]:
         """The study's algorithm: the next batch -> its loss and gradients -> one Adam step -> the history
@@ -615,8 +614,9 @@ class _Loop:
         self.saved = (self.step, _nan_if_none(loss))
         return True
 
-    def stopped(self, stop: Interrupted, can_save: bool) -> Interrupted:
-        """The Interrupted error of a ``stop`` at ``self.step``, after saving that step when it can."""
+    def stopped(self, signum: int, can_save: bool, rank: int = 0) -> Interrupted:
+        """The Interrupted error of a stop at ``self.step`` (``rank``: the process the signal was sent to),
+        after saving that step when it can."""
         on_disk = self.saved is not None and self.saved[0] == self.step
         if can_save and self.step > 0 and self.attempted != self.step and not on_disk:
             self.save(self.done_order, quick=True)
@@ -628,9 +628,8 @@ class _Loop:
         else:
             where = (f"checkpoint at step {self.saved[0]} in {self.out}; continue with: "
                      f"{_resume_hint(self.config, self.out)}")
-        sent = f" (sent to rank {stop.rank})" if stop.rank else ""
-        return Interrupted(f"interrupted by {signal_name(stop.signum)}{sent} at step {self.step}; {where}",
-                           stop.signum)
+        sent = f" (sent to rank {rank})" if rank else ""
+        return Interrupted(f"interrupted by {signal_name(signum)}{sent} at step {self.step}; {where}", signum)
 
     def _ended_badly(self) -> MinirnnError:
         where = _last_good(self.config, self.out, self.saved)
