@@ -542,7 +542,7 @@ def test_nccl_path_on_one_gpu(runs, tmp_path):
     check = tmp_path / "nccl_check.py"
     check.write_text(
         "import cupy, numpy as np\n"
-        "from minirnn import distributed as D\n"
+        "from minirnn.training import distributed as D\n"
         "ctx = D.context()\n"
         "ctx.handshake('check', {}, device='gpu', nccl=True)\n"
         "buf = cupy.arange(10, dtype=cupy.float64)\n"
