@@ -140,6 +140,24 @@ def test_dataset_fingerprint_sees_the_data(tmp_path):
     assert D.dataset_fingerprint(ds) != first
 
 
+def test_one_process_never_imports_mpi4py(tmp_path):
+    """Without a launcher, training (validation and the final test included) and evaluating keep the
+    loop's plain functions: mpi4py is never imported (docs/distributed.md)."""
+    corpus = write_tiny_corpus(tmp_path / "c.txt", words=400, seed=1)
+    script = ("import sys\n"
+              "from tiny_corpus import tiny_train_config\n"
+              "from minirnn.training.loop import train\n"
+              "from minirnn.study.evaluate import evaluate_checkpoint\n"
+              f"config = tiny_train_config({str(corpus)!r}, {str(tmp_path / 'r.h5')!r}, final_test=True)\n"
+              "train(config, progress=False)\n"
+              "evaluate_checkpoint(config.out, split='validation', impl='reference')\n"
+              "print(sorted(m for m in sys.modules if m.startswith('mpi4py')))\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent, env=_env(),
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[]"]
+
+
 # ----------------------------------------------------------------------------- the GPU plumbing, on the host
 
 class FakeComm:
