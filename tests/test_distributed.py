@@ -140,6 +140,24 @@ def test_dataset_fingerprint_sees_the_data(tmp_path):
     assert D.dataset_fingerprint(ds) != first
 
 
+def test_one_process_never_imports_mpi4py(tmp_path):
+    """Without a launcher, training (validation and the final test included) and evaluating keep the
+    loop's plain functions: mpi4py is never imported (docs/distributed.md)."""
+    corpus = write_tiny_corpus(tmp_path / "c.txt", words=400, seed=1)
+    script = ("import sys\n"
+              "from tiny_corpus import tiny_train_config\n"
+              "from minirnn.training.loop import train\n"
+              "from minirnn.study.evaluate import evaluate_checkpoint\n"
+              f"config = tiny_train_config({str(corpus)!r}, {str(tmp_path / 'r.h5')!r}, final_test=True)\n"
+              "train(config, progress=False)\n"
+              "evaluate_checkpoint(config.out, split='validation', impl='reference')\n"
+              "print(sorted(m for m in sys.modules if m.startswith('mpi4py')))\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent, env=_env(),
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[]"]
+
+
 # ----------------------------------------------------------------------------- the GPU plumbing, on the host
 
 class FakeComm:
@@ -209,13 +227,40 @@ def rank0_of_two(comm):
 @pytest.mark.parametrize("rank,local_rank,calls_before", [(0, 0, 0), (3, 0, 1), (1, 1, 2)])
 def test_data_is_made_by_rank_0_first_then_each_node_then_the_rest(rank, local_rank, calls_before):
     """root_first: three meetings of all ranks; rank 0 works before the first, the first rank of
-    another node before the second, every other rank before the third."""
+    another node before the second, every other rank before the third.  A rank whose work fails
+    leaves at once (to meet the others in fail_start)."""
     comm = FakeComm()
     ctx = rank0_of_two(comm)
     ctx.rank, ctx.is_root, ctx.local_rank = rank, rank == 0, local_rank
     seen = []
-    assert ctx.root_first(lambda x, y=0: seen.append(len(comm.calls)) or x + y, 2, y=3) == 5
+    with ctx.root_first():
+        seen.append(len(comm.calls))
     assert seen == [calls_before] and comm.calls == ["allgather"] * 3 and ctx.phase != "running"
+    comm.calls.clear()
+    with pytest.raises(OSError, match="disk full"):
+        with ctx.root_first():
+            raise OSError("disk full")
+    assert comm.calls == ["allgather"] * calls_before
+
+
+def test_a_stop_leaving_a_collective_is_reported_by_rank_0_alone(monkeypatch):
+    """@collective: an Interrupted that leaves a rank other than 0 ends it quietly (rank 0 reports the stop);
+    any other error of that rank keeps its own message (its own failure, shown before the job is aborted)."""
+    from minirnn.training.signals import Interrupted
+
+    @D.collective
+    def stopping(error):
+        raise error
+
+    for rank in (0, 1):
+        ctx = rank0_of_two(FakeComm())
+        ctx.rank, ctx.is_root, ctx.phase = rank, rank == 0, "running"
+        monkeypatch.setattr(D, "_CONTEXT", ctx)
+        with pytest.raises(Interrupted if rank == 0 else D.RankStopped, match="interrupted by SIGTERM at step 3"):
+            stopping(Interrupted("interrupted by SIGTERM at step 3", 15))
+        with pytest.raises(MinirnnError, match="a disk failed") as info:
+            stopping(MinirnnError("a disk failed"))
+        assert type(info.value) is MinirnnError and ctx.phase == "running"
 
 
 @pytest.mark.parametrize("dtype,code", [(np.float32, 7), (np.float64, 8)])
@@ -515,7 +560,7 @@ def test_nccl_path_on_one_gpu(runs, tmp_path):
     check = tmp_path / "nccl_check.py"
     check.write_text(
         "import cupy, numpy as np\n"
-        "from minirnn import distributed as D\n"
+        "from minirnn.training import distributed as D\n"
         "ctx = D.context()\n"
         "ctx.handshake('check', {}, device='gpu', nccl=True)\n"
         "buf = cupy.arange(10, dtype=cupy.float64)\n"

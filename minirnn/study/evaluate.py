@@ -58,15 +58,16 @@ def letters_seen(source: np.ndarray) -> np.ndarray:
 
 
 def evaluate_model(model, dataset, split: str = "test", batch_size: int = 64, limit: int | None = None,
-                   max_k: int = 3, max_letters: int = MAX_LETTERS, progress: bool = False, ctx=None) -> dict:
+                   max_k: int = 3, max_letters: int = MAX_LETTERS, progress: bool = False, shard=list,
+                   reduce=None) -> dict:
     """Metrics of ``model`` on ``split`` of ``dataset`` (the first ``limit`` observations when given).
 
     Returns a JSON-serialisable dict; see the module docstring for the definitions.
-    ``ctx``: a :mod:`minirnn.training.distributed` context; under MPI each rank evaluates
-    every size-th batch and the counts are summed (the same batches as one
-    process, so the same numbers up to the order of the final sums).
+    ``shard`` and ``reduce``: this process's share of the batches and the sum of counts over processes
+    (under MPI, :class:`~minirnn.training.distributed.MPIContext`'s ``shard`` and ``sum``: each rank
+    evaluates every size-th batch and the counts are summed -- the same batches as one process, so the
+    same numbers up to the order of the final sums).
     """
-    ctx = distributed.Single() if ctx is None else ctx
     if batch_size < 1:
         raise MinirnnError(f"batch_size must be a positive integer, got {batch_size!r}")
     if len(dataset.output_words) != model.config["output_vocab"]:
@@ -89,7 +90,7 @@ def evaluate_model(model, dataset, split: str = "test", batch_size: int = 64, li
     positions = counted_positions = correct = correct_known = baseline_correct = 0
     ce_sum, ce_observations, no_known = 0.0, 0, 0
 
-    starts = ctx.shard(range(0, len(indices), batch_size))        # distributed: whole batches per rank
+    starts = shard(range(0, len(indices), batch_size))            # under MPI: whole batches per rank
     total = sum(len(indices[s:s + batch_size]) for s in starts)
     with messages.progress(progress, total, f"evaluating {split}") as bar:
         for start in starts:
@@ -127,15 +128,15 @@ def evaluate_model(model, dataset, split: str = "test", batch_size: int = 64, li
                 bucket_hits[k] += np.bincount(letters[cumulative[:, k]], minlength=n_buckets)
             bar.update(source.shape[0])
 
-    if ctx.size > 1:                                              # distributed: sum the counts over ranks
-        counts = ctx.sum(np.concatenate([[positions, counted_positions, correct, correct_known, baseline_correct,
-                                          ce_observations, no_known], bucket_positions, bucket_hits.ravel()]
-                                        ).astype(np.int64))
+    if reduce is not None:                                        # under MPI: sum the counts over ranks
+        counts = reduce(np.concatenate([[positions, counted_positions, correct, correct_known, baseline_correct,
+                                         ce_observations, no_known], bucket_positions, bucket_hits.ravel()]
+                                       ).astype(np.int64))
         (positions, counted_positions, correct, correct_known, baseline_correct, ce_observations,
          no_known) = (int(v) for v in counts[:7])
         bucket_positions = counts[7:7 + n_buckets]
         bucket_hits = counts[7 + n_buckets:].reshape(bucket_hits.shape)
-        ce_sum = float(ctx.sum(np.array([ce_sum], dtype=np.float64))[0])
+        ce_sum = float(reduce(np.array([ce_sum], dtype=np.float64))[0])
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = bucket_hits / bucket_positions
     by_letters = {"letters": list(range(n_buckets)), "last_is_at_least": True,
@@ -180,14 +181,16 @@ def evaluate_checkpoint(path, split: str = "test", device: str = "cpu", limit: i
 
     resolved, note = resolve_device(device)
     ck = load_model_file(path, device=resolved, impl=impl)
-    if dataset is None:                     # distributed: rank 0 first (a download or cache is made once)
-        dataset = ctx.root_first(dataset_of_checkpoint, ck, progress=progress, corpus=corpus)
+    if dataset is None:
+        with ctx.root_first():              # distributed: rank 0 first (a download or cache is made once)
+            dataset = dataset_of_checkpoint(ck, progress=progress, corpus=corpus)
     if list(dataset.output_words) != ck.output_words:
         raise MinirnnError(f"the dataset rebuilt from corpus {ck.config.get('corpus')!r} has another output "
                            f"vocabulary than checkpoint {ck.path}; the corpus file changed since training")
     ctx.started(dataset, resolved)                                # distributed: same data on every rank
+    shares = {"shard": ctx.shard, "reduce": ctx.sum} if ctx.size > 1 else {}   # distributed: batches shared out
     result = evaluate_model(ck.model, dataset, split=split, batch_size=batch_size, limit=limit, progress=progress,
-                            ctx=ctx)
+                            **shares)
     ctx.finish()
     result.update({"checkpoint": str(ck.path), "unit": ck.config.get("unit", ck.model.config["unit"]), "step": ck.step,
                    "preset": ck.config.get("preset"), "device": resolved})

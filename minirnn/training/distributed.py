@@ -4,11 +4,13 @@
     mpiexec -n 4 minirnn evaluate runs/lstm-paper.h5           # the observations shared out
 
 :func:`context` says how this process was started.  Outside a launcher (or
-with one rank) it is a :class:`Single` context whose hooks do exactly what one
-process always did, and ``mpi4py`` is never imported.  Under ``mpiexec`` (the
-launcher's environment says so: ``PMI_RANK``/``PMI_SIZE`` for MPICH/Hydra,
-``OMPI_COMM_WORLD_*`` for Open MPI, ``PMIX_RANK`` for PMIx/Slurm) it is an
-:class:`MPIContext`:
+with one rank) it is a :class:`Single` context: the start has nothing to compare
+or wait for, the training loop keeps its plain functions, and ``mpi4py`` is
+never imported.  Under ``mpiexec`` (the launcher's environment says so:
+``PMI_RANK``/``PMI_SIZE`` for MPICH/Hydra, ``OMPI_COMM_WORLD_*`` for Open MPI,
+``PMIX_RANK`` for PMIx/Slurm) it is an :class:`MPIContext`, and
+:meth:`MPIContext.share` wraps the loop's parts once, before it runs; the loop
+itself never asks how many ranks there are:
 
 * every rank builds the same seeded global batch and takes a contiguous share of
   its rows; it computes the *sums* of its counted positions' losses and
@@ -18,6 +20,9 @@ launcher's environment says so: ``PMI_RANK``/``PMI_SIZE`` for MPICH/Hydra,
   with one ``MPI Allreduce`` on the CPU or one NCCL ``allReduce`` on the GPU (no
   host round trip); the float64 loss travels in a non-blocking ``Iallreduce``
   beside it; every rank then applies the same Adam step;
+* validation and evaluation batches are shared out whole and their sums added
+  up; a stop signal is compared at every safe point, so all ranks stop at the
+  same step; rank 0 alone writes the checkpoint;
 * at start the ranks compare their configuration and take one GPU each
   (:meth:`MPIContext.handshake`), prepare the data rank 0 first
   (:meth:`MPIContext.root_first`: one download, one cache), then compare their
@@ -36,6 +41,7 @@ launcher's environment says so: ``PMI_RANK``/``PMI_SIZE`` for MPICH/Hydra,
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import hashlib
 import json
@@ -48,6 +54,7 @@ import numpy as np
 from ..errors import MinirnnError
 from .. import __version__
 from ..layers import counted_positions
+from .signals import Interrupted, signal_name
 import select
 import signal
 
@@ -125,7 +132,8 @@ def collective(fn):
     An exception raised between the function's ``handshake`` and its ``started``
     is shared with the other ranks, which are waiting in ``started``: all stop
     with the error of the lowest failing rank (rank 0 raises it, the others
-    raise :class:`RankStopped`)."""
+    raise :class:`RankStopped`).  A stop signal (:class:`Interrupted`) leaving a
+    rank other than 0 ends it as :class:`RankStopped` too: rank 0 reports the stop."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -133,8 +141,11 @@ def collective(fn):
             return fn(*args, **kwargs)
         except BaseException as exc:
             ctx = _CONTEXT
-            if isinstance(ctx, MPIContext) and ctx.phase == "start":
-                ctx.fail_start(exc)
+            if isinstance(ctx, MPIContext):
+                if ctx.phase == "start":
+                    ctx.fail_start(exc)
+                if isinstance(exc, Interrupted) and not ctx.is_root:
+                    raise RankStopped(str(exc)) from None
             raise
 
     return wrapper
@@ -242,42 +253,25 @@ class FlatGrads:
 # ----------------------------------------------------------------------------- one process
 
 class Single:
-    """One process: every hook is what the code did before (no MPI, no copies)."""
+    """One process: the start has no one to compare with or wait for, and the training loop keeps its
+    plain functions (nothing to share out, sum or agree on)."""
 
     rank, size, is_root, phase = 0, 1, True, "idle"
 
     def handshake(self, what: str, payload: dict, device: str = "cpu", nccl: bool = False) -> None:
-        pass
+        """No other rank to compare with."""
+
+    def root_first(self):
+        return contextlib.nullcontext()         # no other rank to go before
 
     def started(self, dataset, device: str) -> None:
-        pass
+        """No other rank to compare with."""
+
+    def share(self, loop) -> None:
+        """Nothing to share: the loop's own functions stand."""
 
     def finish(self) -> None:
-        pass
-
-    def loss_and_grads(self, model, source, target):
-        return model.loss_and_grads(source, target)
-
-    def shard(self, items) -> list:
-        return list(items)
-
-    def sum(self, values):
-        return values
-
-    def on_root(self, fn, *args):
-        return fn(*args)
-
-    def root_first(self, fn, *args, **kwargs):
-        return fn(*args, **kwargs)
-
-    def agreed(self, exc: BaseException) -> BaseException:
-        return exc
-
-    def quiet(self, exc: BaseException) -> BaseException:
-        return exc
-
-    def stop_signal(self, signum):
-        return (0, signum) if signum else None
+        """Nothing to release."""
 
 
 # ----------------------------------------------------------------------------- several processes
@@ -359,17 +353,18 @@ class MPIContext:
         """End of the start phase: share any rank's error, compare datasets and devices."""
         self._gather_start(None, {"dataset": dataset_fingerprint(dataset), "device": device})
 
-    def root_first(self, fn, *args, **kwargs):
-        """In the start phase: ``fn`` on rank 0 first, then on the first rank of every other node, then
-        on the rest, each wave ending in a meeting of all ranks.  For the data: a download or a dataset
-        cache is then made once per filesystem (shared or per node) and read by the ranks after it."""
+    @contextlib.contextmanager
+    def root_first(self):
+        """In the start phase, ``with ctx.root_first(): ...`` runs the block on rank 0 first, then on the
+        first rank of every other node, then on the rest, each wave ending in a meeting of all ranks.  For
+        the data: a download or a dataset cache is then made once per filesystem (shared or per node) and
+        read by the ranks after it.  A block that raises meets the others in :meth:`fail_start`."""
         wave = 0 if self.is_root else (1 if self.local_rank == 0 else 2)
-        result = None
-        for turn in range(3):
-            if turn == wave:
-                result = fn(*args, **kwargs)
+        for _ in range(wave):
             self._gather_start(None, None)
-        return result
+        yield
+        for _ in range(wave, 3):
+            self._gather_start(None, None)
 
     def fail_start(self, exc: BaseException) -> None:
         """A rank's error in the start phase: meet the others in their next start gather (every rank
@@ -414,18 +409,20 @@ class MPIContext:
         self.phase = "idle"
         return MinirnnError(message) if self.is_root else RankStopped(message)
 
-    def stop_signal(self, signum):
-        """(rank, signal) of the first rank that received a stop signal, or None.  Every rank asks at the
-        same safe points of the loop, so a signal sent to any one rank stops all of them at the same step."""
-        got = self.comm.allgather(int(signum or 0))
-        return next(((rank, s) for rank, s in enumerate(got) if s), None)
+    def check_stops(self, stops) -> None:
+        """:meth:`StopSignals.check <minirnn.training.signals.StopSignals.check>` over all ranks: raise
+        :class:`Interrupted` on every rank when any rank received a stop signal (the first such rank's).
+        Every rank asks at the same safe points of the loop, so a signal sent to any one rank stops all of
+        them at the same step (a rank stopping alone took the job down with MPI_Abort)."""
+        got = self.comm.allgather(int(stops.signum or 0))
+        for rank, signum in enumerate(got):
+            if signum:
+                raise Interrupted(f"stopped by {signal_name(signum)}", signum, raw=True, rank=rank)
 
     def agreed(self, exc: BaseException) -> BaseException:
-        """``exc`` is raised on every rank at the same point (e.g. a divergence seen in the summed loss)."""
+        """``exc`` is raised on every rank at the same point (e.g. a divergence seen in the summed loss):
+        no rank aborts the job, and rank 0 alone reports it."""
         self.phase = "idle"
-        return self.quiet(exc)
-
-    def quiet(self, exc: BaseException) -> BaseException:
         if self.is_root or isinstance(exc, RankStopped):
             return exc
         return RankStopped(str(exc))
@@ -490,6 +487,19 @@ class MPIContext:
             self._nccl = nccl.NcclCommunicator(self.size, uid, self.rank)
         return self._nccl
 
+    # --- the training loop's parts ------------------------------------------------
+    def share(self, loop) -> None:
+        """Make one training loop (:class:`minirnn.training.loop._Loop`) data parallel by wrapping its
+        parts, once, before it runs."""
+        loop.gradients = functools.partial(self.loss_and_grads, loop.model)   # this rank's rows, summed
+        loop.shard, loop.reduce = self.shard, self.sum      # validation and the final test: whole batches
+        loop.check_stop = functools.partial(self.check_stops, loop.stops)      # all ranks stop at one step
+        loop.write = self.root_only(loop.write)             # rank 0 writes; every rank learns if it failed
+        loop.agreed = self.agreed                           # a stop or bad loss seen by all: rank 0 reports
+        # a save is collective: a rank stopping on its own (the others may be mid-collective; the job is
+        # aborted) cannot save
+        loop.alone = self.size == 1
+
     # --- validation, evaluation, checkpoints --------------------------------------
     def shard(self, items) -> list:
         """Every size-th item, starting at this rank's (whole batches stay whole)."""
@@ -502,23 +512,28 @@ class MPIContext:
         self.comm.Allreduce(values, out, op=self.MPI.SUM)
         return out
 
-    def on_root(self, fn, *args):
-        """Run ``fn`` on rank 0 alone (a checkpoint write); if it fails, every rank stops with its error."""
-        error, result = None, None
-        if self.is_root:
-            try:
-                result = fn(*args)
-            except BaseException as exc:      # noqa: BLE001 (shared, then re-raised)
-                error = exc
-        message = None if error is None else (str(error) if isinstance(error, MinirnnError)
-                                              else f"{type(error).__name__}: {error}")
-        message = self.comm.bcast(message, root=0)
-        if message is not None:
-            self.phase = "idle"
+    def root_only(self, fn):
+        """``fn`` (a checkpoint write) run by rank 0 alone; if it fails, every rank stops with its error."""
+
+        @functools.wraps(fn)
+        def on_root(*args, **kwargs):
+            error, result = None, None
             if self.is_root:
-                raise error
-            raise RankStopped(message)
-        return result
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:      # noqa: BLE001 (shared, then re-raised)
+                    error = exc
+            message = None if error is None else (str(error) if isinstance(error, MinirnnError)
+                                                  else f"{type(error).__name__}: {error}")
+            message = self.comm.bcast(message, root=0)
+            if message is not None:
+                self.phase = "idle"
+                if self.is_root:
+                    raise error
+                raise RankStopped(message)
+            return result
+
+        return on_root
 
 
 def _gpu_facts(size: int, nccl: bool) -> dict:

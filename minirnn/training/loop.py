@@ -22,8 +22,11 @@ Around the loop (docs/reliability.md): the checkpoint is locked for the run
 (:mod:`.memory`).
 
 Under ``mpiexec`` every rank runs ``train`` and the ranks train one model data
-parallel (:mod:`.distributed`, docs/distributed.md); the hooks are marked
-``# distributed:``.  Rank 0 alone holds the lock, prints and writes checkpoints.
+parallel (:mod:`.distributed`, docs/distributed.md): the start is shared (lines
+marked ``# distributed:``), and the loop's parts -- its gradient function, its
+validation shards, its stop check, its checkpoint writer -- are wrapped once
+before it runs; the loop itself is the same for one process and for many.
+Rank 0 alone holds the lock, prints and writes checkpoints.
 """
 from __future__ import annotations
 
@@ -264,8 +267,17 @@ def _last_good(config: TrainConfig, out: Path, saved: tuple | None) -> str:
     return f"no checkpoint was written; start again with a lower --lr (e.g. {lower})"
 
 
+class _BadLoss(MinirnnError):
+    """The run's loss went bad (not finite, or far worse at the end than its best).  It is judged from the
+    loss of the whole batch, which every rank has, so every rank raises it at the same step."""
+
+
 def _diverged(step: int, loss, config: TrainConfig, out: Path, saved: tuple | None) -> MinirnnError:
-    return MinirnnError(f"training diverged at step {step} (loss {loss}); {_last_good(config, out, saved)}")
+    return _BadLoss(f"training diverged at step {step} (loss {loss}); {_last_good(config, out, saved)}")
+
+
+def _as_it_is(exc: BaseException) -> BaseException:
+    return exc
 
 
 def _resume_hint(config: TrainConfig, out: Path) -> str:
@@ -319,7 +331,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, echo
                               "(there is nothing to resume): run the same command again to start",
                               exc.signum) from None
         if stops.requested:  # arrived while the finished run released its lock: report it, lose nothing
-            raise ctx.quiet(Interrupted(_after_last_step(stops.signum, result.step, out), stops.signum))
+            raise Interrupted(_after_last_step(stops.signum, result.step, out), stops.signum)
     ctx.finish()                                                  # distributed: end of the collective part
     return result
 
@@ -348,9 +360,10 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
     check_memory(config.unit, config.hidden, config.layers, config.depth, 3, config.batch_size,
                  config.max_length, config.dtype, device)
 
-    if dataset is None:                     # distributed: rank 0 first (a download or cache is made once)
-        dataset = ctx.root_first(load_or_build_dataset, config.corpus, config.vocab_size, config.max_length,
-                                 config.data_seed, progress=progress)
+    if dataset is None:
+        with ctx.root_first():              # distributed: rank 0 first (a download or cache is made once)
+            dataset = load_or_build_dataset(config.corpus, config.vocab_size, config.max_length, config.data_seed,
+                                            progress=progress)
     stops.check()  # a signal whose exception a finalizer swallowed during the build
     if (int(dataset.vocab_size), int(dataset.max_length), int(dataset.seed)) != (
             config.vocab_size, config.max_length, config.data_seed):
@@ -397,8 +410,7 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
             history = {}
         for key in ("train_step", "train_epoch", "train_loss", "val_step", "val_loss"):
             history.setdefault(key, [])
-        loop = _Loop(config, out, model, optimizer, order, dataset, train_idx, step, history, device, echo,
-                     save_checkpoint, LossWatch(), ctx)
+        loop = _Loop(config, out, model, optimizer, order, dataset, train_idx, step, history, device, echo, stops)
         if loop.total < step:   # a run cannot go back; saving would only rewrite the stored settings
             raise MinirnnError(f"checkpoint {out} is at step {step}, past the {loop.total} steps asked for; give "
                                f"--steps above {step} to continue it, or evaluate it with 'minirnn evaluate {out}'")
@@ -410,14 +422,15 @@ def _train_locked(config: TrainConfig, out: Path, stops, resume: bool, progress:
         if resume:
             loop.saved = (step, _nan_if_none(reference))
         ctx.started(dataset, device)          # distributed: end of the start (shared errors), same data everywhere
-        chars, seconds = loop.run(stops, progress)
+        ctx.share(loop)                       # distributed: the loop's parts wrapped (one process: as they are)
+        chars, seconds = loop.run(progress)
     # the checkpoint is complete: a signal may now stop the final evaluation at once
     try:
         stops.check()
         result = loop.result(chars, seconds)
         stops.hold()  # from here to the end of train() a signal is recorded, and train() reports it
     except Interrupted as exc:
-        raise ctx.quiet(Interrupted(_after_last_step(exc.signum, loop.step, out), exc.signum)) from None
+        raise Interrupted(_after_last_step(exc.signum, loop.step, out), exc.signum) from None
     return result
 
 
@@ -438,17 +451,23 @@ def _check_disk(out: Path, count: int, dtype: str) -> None:
 
 
 class _Loop:
-    """The step loop of one run: steps, validation, healthy saves, safe stops."""
+    """The step loop of one run: steps, validation, healthy saves, safe stops.
+
+    The parts that distribution changes are plain attributes, set here for one process and wrapped once by
+    :meth:`.distributed.MPIContext.share` before the loop runs (docs/distributed.md); :meth:`steps` reads the
+    same for one process and for many.
+    """
 
     def __init__(self, config, out, model, optimizer, order, dataset, train_idx, step, history, device, echo,
-                 save_checkpoint, watch, ctx=None):
+                 stops):
         self.config, self.out, self.model, self.optimizer, self.order = config, out, model, optimizer, order
         self.dataset, self.train_idx, self.step, self.history = dataset, train_idx, step, history
-        self.device, self.echo, self._save_checkpoint, self.watch = device, echo, save_checkpoint, watch
-        self.ctx = ctx if ctx is not None else distributed.context()
+        self.device, self.echo, self.stops, self.watch = device, echo, stops, LossWatch()
         self.saved: tuple | None = None     # (step, probe loss) of the checkpoint on disk from this run
         self.attempted: int | None = None   # the step of the last save attempted (kept back or not)
         self.kept_back = False              # the last attempt was refused (its note already shown)
+        self.done_order = order.state()     # the batch order after the last completed step
+        self.in_update = False              # inside Adam's update: the parameters are half-changed
         self.total = config.steps if config.steps is not None else config.epochs * order.steps_per_epoch
         self.val_batches = _validation_batches(dataset, config)
         # the batches that judge a state before it is saved: the validation subset, or one fixed training batch
@@ -456,6 +475,104 @@ class _Loop:
         self.extra = {"corpus_name": dataset.corpus_name, "corpus_sha256": dataset.corpus_sha256, "device": device,
                       "corpus_path": _corpus_path(config.corpus), "impl": config.impl,
                       "most_frequent_target": int(dataset.most_frequent_target())}
+        # one process: the plain functions (under MPI, distributed.py's share() wraps each of them)
+        self.gradients = model.loss_and_grads   # (source, target) -> the batch's mean loss and its gradients
+        self.shard, self.reduce = list, None    # this process's share of whole batches; the sum over processes
+        self.check_stop = stops.check           # a safe point: Interrupted when a stop signal was received
+        self.write = save_checkpoint
+        self.agreed = _as_it_is                 # an error raised at the same step by every process
+        self.alone = True                       # a stop this process meets on its own may still save
+
+    def run(self, progress: bool) -> tuple[int, float]:
+        """The run's steps (:meth:`steps`) and how they end: a stop signal saves the last completed step
+        and says how to resume; a loss gone bad keeps the last good checkpoint.  Returns (characters read,
+        seconds)."""
+        try:
+            return self.steps(progress)
+        except Interrupted as exc:   # at a safe point: every process stops at this step
+            raise self.agreed(self.stopped(exc.signum, can_save=True, rank=exc.rank)) from None
+        except _BadLoss as exc:
+            raise self.agreed(exc) from None
+        except KeyboardInterrupt:  # raised by code other than our handlers (none installed: not the main thread)
+            raise self.stopped(signal.SIGINT, can_save=self.alone and not self.in_update) from None
+
+    def steps(self, progress: bool) -> tuple[int, float]:
+        """The study's algorithm: the next batch -> its loss and gradients -> one Adam step -> the history
+        (and the validation loss every ``eval_every`` steps) -> a safe point -> a checkpoint when due."""
+        config, total = self.config, self.total
+        self._announce()
+        start_step, chars, started = self.step, 0, time.perf_counter()
+        self.check_stop()
+        speed = messages.RecentRate(total)
+        with messages.progress(progress, max(total - self.step, 0), f"{config.unit}", steps=True) as bar:
+            while self.step < total:
+                epoch, _, idx = next(self.order)
+                source, target = self.dataset.batch(self.train_idx[idx])
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is caught below
+                    loss, grads = self.gradients(source, target)
+                if not math.isfinite(loss):
+                    raise _diverged(self.step + 1, loss, config, self.out, self.saved)
+                self._update(grads)
+                chars += int(np.count_nonzero(source))
+                self._record(epoch, float(loss))
+                if self.val_batches and self._due(config.eval_every):
+                    self._validate()
+                self.check_stop()   # the step is complete: a safe point
+                if self.step == total or self._due(config.checkpoint_every):
+                    self.save(self.done_order)
+                    self.check_stop()   # the save is complete
+                speed.update(self.step, chars)
+                bar.update(1, self._progress(loss, speed))
+        if self.attempted != self.step:  # e.g. resuming a finished run, or total == 0
+            self.save(self.order.state())
+        if (self.saved is None or self.saved[0] != self.step) and self.step > start_step:
+            raise self._ended_badly()
+        return chars, time.perf_counter() - started
+
+    def _announce(self) -> None:
+        config, order = self.config, self.order
+        _say(self.echo, f"training {config.unit} ({config.preset or 'custom'}): "
+                        f"{self.model.parameter_counts()['total']:,} parameters, {len(self.train_idx):,} training "
+                        f"observations, {order.steps_per_epoch:,} steps per epoch, "
+                        f"{max(self.total - self.step, 0):,} steps to go on {self.device} "
+                        f"({config.impl}, {config.dtype})", err=True)
+
+    def _due(self, every: int) -> bool:
+        """Every ``every`` steps (0: never), and at the run's last step."""
+        return bool(every) and (self.step % every == 0 or self.step == self.total)
+
+    def _progress(self, loss: float, speed) -> str:
+        h = self.history
+        val = f" val {h['val_loss'][-1]:.3f} (step {h['val_step'][-1]})" if h["val_loss"] else ""
+        return f"step {self.step} loss {loss:.3f}{val} {speed.describe('chars/s')}"
+
+    def _update(self, grads) -> None:
+        """One Adam step; ``in_update`` marks the half-changed parameters that a stop must not save."""
+        self.in_update = True
+        self.optimizer.step(grads)
+        self.step += 1
+        self.done_order = self.order.state()
+        self.in_update = False
+
+    def _record(self, epoch: int, loss: float) -> None:
+        history = self.history
+        history["train_step"].append(self.step)
+        history["train_epoch"].append(epoch)
+        history["train_loss"].append(loss)
+        warning = self.watch.step(self.step, loss)
+        if warning:
+            _say(self.echo, warning, err=True)
+
+    def _validate(self) -> None:
+        """The validation loss of the current parameters, into the history (none without validation batches)."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            v = validation_loss(self.model, self.shard(self.val_batches), self.reduce)
+        if v is None:
+            return
+        if not math.isfinite(v):
+            raise _diverged(self.step, f"{v} on validation", self.config, self.out, self.saved)
+        self.history["val_step"].append(self.step)
+        self.history["val_loss"].append(v)
 
     def snapshot(self) -> dict:
         return {k: np.asarray(v, dtype=np.int64 if k in ("train_step", "train_epoch", "val_step") else np.float64)
@@ -490,29 +607,19 @@ class _Loop:
             self.kept_back = True
             return False
         self.kept_back = False
-        # distributed: every rank judged the same state (identical parameters); rank 0 writes
-        self.ctx.on_root(lambda: self._save_checkpoint(
-            self.out, self.model, self.optimizer, step=self.step, order_state=order_state,
-            config=self.config.to_dict(), output_words=self.dataset.output_words, history=self.snapshot(),
-            extra=self.extra))
+        # every process judged the same state (identical parameters); under MPI rank 0 alone writes
+        self.write(self.out, self.model, self.optimizer, step=self.step, order_state=order_state,
+                   config=self.config.to_dict(), output_words=self.dataset.output_words, history=self.snapshot(),
+                   extra=self.extra)
         self.saved = (self.step, _nan_if_none(loss))
         return True
 
-    def safe_point(self, stops) -> None:
-        """Stop here when a stop signal was received -- distributed: by any rank; the ranks agree at every
-        safe point, so all stop at the same step (a rank stopping alone took the job down with MPI_Abort)."""
-        found = self.ctx.stop_signal(stops.signum)
-        if found:
-            self.stop_rank = found[0]
-            raise Interrupted("stopped", found[1], raw=True)
-
-    def stopped(self, signum: int, order_state, can_save: bool, agreed: bool):
-        """The Interrupted error of a stop at ``self.step``; ``agreed``: every rank stops here (a safe point)."""
+    def stopped(self, signum: int, can_save: bool, rank: int = 0) -> Interrupted:
+        """The Interrupted error of a stop at ``self.step`` (``rank``: the process the signal was sent to),
+        after saving that step when it can."""
         on_disk = self.saved is not None and self.saved[0] == self.step
-        # distributed: only an agreed stop saves (otherwise the ranks may be mid-collective; the job is aborted)
-        can_save = can_save and (agreed or self.ctx.size == 1)
         if can_save and self.step > 0 and self.attempted != self.step and not on_disk:
-            self.save(order_state, quick=True)
+            self.save(self.done_order, quick=True)
         if self.saved is None and self.step == 0:
             where = "nothing was saved (there is nothing to resume): run the same command again to start"
         elif self.saved is None:
@@ -521,78 +628,14 @@ class _Loop:
         else:
             where = (f"checkpoint at step {self.saved[0]} in {self.out}; continue with: "
                      f"{_resume_hint(self.config, self.out)}")
-        rank = getattr(self, "stop_rank", 0)
         sent = f" (sent to rank {rank})" if rank else ""
-        exc = Interrupted(f"interrupted by {signal_name(signum)}{sent} at step {self.step}; {where}", signum)
-        return self.ctx.agreed(exc) if agreed else self.ctx.quiet(exc)
-
-    def run(self, stops, progress: bool) -> tuple[int, float]:
-        """Run the steps; returns (characters read, seconds)."""
-        config, model, history, order = self.config, self.model, self.history, self.order
-        total = self.total
-        _say(self.echo, f"training {config.unit} ({config.preset or 'custom'}): {model.parameter_counts()['total']:,} "
-                        f"parameters, {len(self.train_idx):,} training observations, {order.steps_per_epoch:,} "
-                        f"steps per epoch, {max(total - self.step, 0):,} steps to go on {self.device} "
-                        f"({config.impl}, {config.dtype})", err=True)
-        start_step, chars, started = self.step, 0, time.perf_counter()
-        done_order = order.state()
-        in_update = False
-        try:
-            self.safe_point(stops)
-            speed = messages.RecentRate(total)
-            with messages.progress(progress, max(total - self.step, 0), f"{config.unit}", steps=True) as bar:
-                while self.step < total:
-                    epoch, _, idx = next(order)
-                    source, target = self.dataset.batch(self.train_idx[idx])
-                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is caught below
-                        loss, grads = self.ctx.loss_and_grads(model, source, target)   # distributed: summed
-                    if not math.isfinite(loss):
-                        raise self.ctx.agreed(_diverged(self.step + 1, loss, config, self.out, self.saved))
-                    in_update = True
-                    self.optimizer.step(grads)
-                    self.step += 1
-                    done_order = order.state()
-                    in_update = False
-                    chars += int(np.count_nonzero(source))
-                    history["train_step"].append(self.step)
-                    history["train_epoch"].append(epoch)
-                    history["train_loss"].append(float(loss))
-                    warning = self.watch.step(self.step, float(loss))
-                    if warning:
-                        _say(self.echo, warning, err=True)
-                    if config.eval_every and self.val_batches and (
-                            self.step % config.eval_every == 0 or self.step == total):
-                        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                            v = validation_loss(model, self.ctx.shard(self.val_batches), self.ctx.sum)
-                        if v is not None:
-                            if not math.isfinite(v):
-                                raise self.ctx.agreed(_diverged(self.step, f"{v} on validation", config, self.out,
-                                                                self.saved))
-                            history["val_step"].append(self.step)
-                            history["val_loss"].append(v)
-                    self.safe_point(stops)   # the step is complete
-                    if self.step == total or (config.checkpoint_every and self.step % config.checkpoint_every == 0):
-                        self.save(done_order)
-                        self.safe_point(stops)   # the save is complete
-                    speed.update(self.step, chars)
-                    val = (f" val {history['val_loss'][-1]:.3f} (step {history['val_step'][-1]})"
-                           if history["val_loss"] else "")
-                    bar.update(1, f"step {self.step} loss {loss:.3f}{val} {speed.describe('chars/s')}")
-        except Interrupted as exc:
-            raise self.stopped(exc.signum, done_order, can_save=True, agreed=True) from None
-        except KeyboardInterrupt:  # raised by code other than our handlers (none installed: not the main thread)
-            raise self.stopped(signal.SIGINT, done_order, can_save=not in_update, agreed=False) from None
-        if self.attempted != self.step:  # e.g. resuming a finished run, or total == 0
-            self.save(order.state())
-        if (self.saved is None or self.saved[0] != self.step) and self.step > start_step:
-            raise self.ctx.agreed(self._ended_badly())
-        return chars, time.perf_counter() - started
+        return Interrupted(f"interrupted by {signal_name(signum)}{sent} at step {self.step}; {where}", signum)
 
     def _ended_badly(self) -> MinirnnError:
         where = _last_good(self.config, self.out, self.saved)
         last, best = _nan_if_none(self.watch.last), _nan_if_none(self.watch.best)
-        return MinirnnError(f"training ended at step {self.step} in a state far worse than the best of the run "
-                            f"(its loss {last:.4g}, best {best:.4g}), so it was not saved; {where}")
+        return _BadLoss(f"training ended at step {self.step} in a state far worse than the best of the run "
+                        f"(its loss {last:.4g}, best {best:.4g}), so it was not saved; {where}")
 
     def result(self, chars: int, seconds: float) -> TrainResult:
         config, model = self.config, self.model
@@ -604,7 +647,8 @@ class _Loop:
                              seconds=seconds, chars_per_second=chars / seconds if seconds > 0 else 0.0,
                              device=self.device, config=config, dataset=self.dataset, model=model)
         if config.final_test and len(self.dataset.split("test")):
-            result.test = evaluate_model(model, self.dataset, "test", batch_size=config.batch_size, ctx=self.ctx)
+            result.test = evaluate_model(model, self.dataset, "test", batch_size=config.batch_size, shard=self.shard,
+                                         reduce=self.reduce)
         for line in summary_lines(result):
             _say(self.echo, line)
         return result

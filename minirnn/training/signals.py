@@ -32,11 +32,12 @@ HANDLED = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal,
 class Interrupted(MinirnnError):
     """A run stopped by SIGINT, SIGTERM or SIGHUP; ``exit_code`` is 128 + the signal number (130, 143, 129)."""
 
-    def __init__(self, message: str, signum: int, raw: bool = False):
+    def __init__(self, message: str, signum: int, raw: bool = False, rank: int = 0):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + int(signum)
         self.raw = raw      # raised by the handler or check(): the caller adds where the run stopped
+        self.rank = rank    # the process that received it (several MPI ranks: docs/distributed.md)
 
 
 def signal_name(signum: int) -> str:
