@@ -73,6 +73,9 @@ def main(argv=None):
     ap.add_argument("--clock", choices=("wall", "process"), default="wall",
                     help="wall time, or the process's CPU time with one BLAS thread")
     args = ap.parse_args(argv)
+    from minirnn.machine.blas import report_lines   # numpy's BLAS: the same for both checkouts
+
+    print("\n".join(report_lines()), flush=True)
     sides = {"before": args.before.resolve(), "after": args.after.resolve()}
     units = args.units.split(",")
     for unit in units:                      # compile and cache every Numba kernel once per side, untimed

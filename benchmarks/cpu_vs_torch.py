@@ -26,6 +26,7 @@ import sys
 
 import numpy as np
 
+from minirnn.machine.blas import report_lines
 from minirnn.machine.bench import DEFAULT_PAUSE, StepSetup, Stepper, make_batch, time_alternating
 from minirnn.training.presets import preset
 
@@ -82,6 +83,7 @@ def main(argv=None):
     ap.add_argument("--pause", type=float, default=DEFAULT_PAUSE, help="untimed seconds before each step (thread pools settle)")
     ap.add_argument("--json", help="write the raw times here")
     args = ap.parse_args(argv)
+    print("\n".join(report_lines()), flush=True)   # the kernels and threads behind every number below
 
     rows, raw, bounds = [], {}, []
     for unit in args.units.split(","):

@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from minirnn import layers as L
+from minirnn.machine.blas import report_lines
 from minirnn.machine.bench import DEFAULT_PAUSE, StepSetup, Stepper, time_alternating
 from minirnn.training.presets import preset
 
@@ -113,6 +114,7 @@ def main(argv=None):
     ap.add_argument("--pause", type=float, default=DEFAULT_PAUSE,
                     help="untimed seconds before each timed run, so BLAS threads stop spinning")
     args = ap.parse_args(argv)
+    print("\n".join(report_lines()), flush=True)   # the kernels and threads behind every number below
 
     cfg = preset(args.config, args.unit)
     setup = StepSetup(unit=args.unit, hidden=cfg["hidden"], layers=cfg["layers"], depth=cfg["depth"],

@@ -6,7 +6,7 @@ import json
 import click
 
 from minirnn.backend import resolve_device
-from minirnn.machine.blas import blas_info, describe
+from minirnn.machine.blas import report_lines
 from minirnn.machine.bench import DEFAULT_PAUSE, StepSetup, check_bench, format_results, run_bench
 from minirnn.training.presets import PRESETS, preset
 from minirnn.kernels import IMPLS
@@ -65,7 +65,8 @@ def bench(units, preset_name, hidden, layers, depth, vocab_size, batch_size, tim
         check_bench(setup, pause)   # every setting refused before any output
         setups.append(setup)
     if device == "cpu" and not as_json:   # the kernels and threads behind every CPU timing
-        click.echo(f"BLAS: {describe(blas_info())}", err=True)
+        for line in report_lines():
+            click.echo(line, err=True)
     echo = (lambda m: click.echo(m, err=True)) if verbose else None
     results = [run_bench(setup, impls, repeats=repeats, memory=not no_memory, echo=echo, pause=pause)
                for setup in setups]

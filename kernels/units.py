@@ -11,7 +11,7 @@ backward  per step one fused kernel and the recurrent product carrying the
           gradients and dx as a few large products over all T*B rows
 
 Each loop is written once against a *backend*: ``xp``, ``gemm(a, b, out)``,
-``kernel(name, dtype, n)``, ``scratch``, ``input_part``, ``input_weight_grad``,
+``kernel(name, dtype, n)``, ``scratch``, ``transposed``, ``input_part``, ``input_weight_grad``,
 ``input_grad``, ``bind`` (a loop input's fixed buffer), ``result`` and
 ``run_loop``.  ``kernel`` gives, on ``NumbaBackend`` (kernels/cpu/), the Numba
 kernel of the name itself, on ``CupyBackend`` (kernels/cuda/_runtime.py) a launch
@@ -223,7 +223,7 @@ class FastLSTM(FastUnit, LSTM):
             self._set_carry(dh, dstate_T[0])
             self._set_carry(dc, dstate_T[1])
 
-        W_hT = W[I:].T                                   # a transposed view; BLAS reads it as is
+        W_hT = be.transposed(W[I:])
 
         gemm = be.gemm                  # the kernels and products of the loop, looked up once
         lstm_bwd_step = be.kernel("lstm_bwd_step", dt, n)
@@ -304,7 +304,7 @@ class FastGRU(FastUnit, GRU):
             self._set_carry(part, None if dstate_T is None else dstate_T[0])
             mat[...] = 0
 
-        W_chT, W_ghT = W_c[I:].T, W_g[I:].T
+        W_chT, W_ghT = be.transposed(W_c[I:]), be.transposed(W_g[I:])
 
         gemm = be.gemm                  # the kernels and products of the loop, looked up once
         gru_bwd_cand = be.kernel("gru_bwd_cand", dt, n)
@@ -420,7 +420,7 @@ class FastNestedLSTM(FastUnit, NestedLSTM):
             for k in range(D):
                 self._set_carry(dc[k], dstate_T[1 + k])
 
-        WsT = [W[0][I:].T] + [W[k].T for k in range(1, D)]
+        WsT = [be.transposed(W[0][I:])] + [be.transposed(W[k]) for k in range(1, D)]
         lg, ls, lt, lz = self._lvl(gates[0]), self._lvl(c[0]), self._lvl(tc[0]), self._lvl(dz)
 
         gemm = be.gemm                  # the kernels and products of the loop, looked up once

@@ -77,22 +77,26 @@ def dense_xent_forward_backward(Hs, target, W, b, chunk: int = DEFAULT_CHUNK, ne
     keep = xp.nonzero(counted_positions(target))[0]
     count = int(keep.size)
     fused = fused and need_grads
-    zeros = POOL.zeros if fused and xp is np else (lambda shape, dtype: xp.zeros(shape, dtype=dtype))
-    dHs = zeros(Hs.shape, dtype) if need_grads else None
-    dW = zeros(W.shape, dtype) if need_grads else None
-    db = zeros(b.shape, dtype) if need_grads else None
+    pooled = fused and xp is np
+    zeros = POOL.zeros if pooled else (lambda shape, dtype: xp.zeros(shape, dtype=dtype))
+    empty = POOL.empty if pooled else (lambda shape, dtype: xp.empty(shape, dtype=dtype))
+    every = count == n   # every position counts: contiguous row ranges, no gather or scatter
     if count == 0:
-        return 0.0, 0, dHs, dW, db
+        grads = (zeros(Hs.shape, dtype), zeros(W.shape, dtype), zeros(b.shape, dtype)) if need_grads else (None,) * 3
+        return (0.0, 0) + grads
+    dHs = dW = db = None
+    if need_grads:   # the products write dW and the counted rows of dHs themselves: no zeroing, no temporaries
+        dHs = empty(Hs.shape, dtype) if every else zeros(Hs.shape, dtype)
+        dW = empty(W.shape, dtype)
     norm = count if denominator is None else int(denominator)                 # [CE-F3] |C|, or [CE-F4] D
     if norm < count:
         raise ValueError(f"denominator {norm} is smaller than the {count} counted positions")
-    kernel = _FusedSoftmaxXent(xp, min(chunk, count), W.shape[1], dtype) if fused else None
+    chunk = min(chunk, count)
+    kernel = _FusedSoftmaxXent(xp, chunk, W.shape[1], dtype) if fused else None
+    rows_grad = None if every or not need_grads else empty((chunk, Hs.shape[1]), dtype)
     total = xp.zeros((), dtype=np.float64)
     for start in range(0, count, chunk):
-        if count == n:   # every position counts: contiguous views, no gather/scatter copies
-            rows = slice(start, start + chunk)
-        else:
-            rows = keep[start:start + chunk]
+        rows = slice(start, start + chunk) if every else keep[start:start + chunk]
         h = Hs[rows]
         t = target[rows]
         if fused:
@@ -110,9 +114,18 @@ def dense_xent_forward_backward(Hs, target, W, b, chunk: int = DEFAULT_CHUNK, ne
             dlogits = e / s                                                    # [CE-B1] softmax ...
             dlogits[xp.arange(h.shape[0]), t] -= 1                             # [CE-B1] ... minus one-hot
             dlogits *= dtype.type(1.0 / norm)                                  # [CE-B2] mean over counted
-        dW += xp.matmul(h.T, dlogits)                                          # [DENSE-B2]
-        db += dlogits.sum(axis=0)                                              # [DENSE-B3]
-        dHs[rows] = xp.matmul(dlogits, W.T)                                    # [DENSE-B1]
+        if start == 0:
+            xp.matmul(h.T, dlogits, out=dW)                                    # [DENSE-B2]
+            db = dlogits.sum(axis=0)                                           # [DENSE-B3]
+        else:
+            dW += xp.matmul(h.T, dlogits)                                      # [DENSE-B2]
+            db += dlogits.sum(axis=0)                                          # [DENSE-B3]
+        if every:
+            xp.matmul(dlogits, W.T, out=dHs[rows])                             # [DENSE-B1]
+        else:
+            part_rows = rows_grad[:h.shape[0]]
+            xp.matmul(dlogits, W.T, out=part_rows)                             # [DENSE-B1]
+            dHs[rows] = part_rows
     return float(total) / norm, count, dHs, dW, db
 
 

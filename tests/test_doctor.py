@@ -85,3 +85,14 @@ def test_on_a_gpu_every_check_passes():
     bad = [c for c in checks if c.status not in ("ok", "warn") or (c.status == "warn" and c.name != "nccl")]
     assert bad == [], bad
     assert doctor.ready(checks, gpu=True)
+
+
+def test_a_forced_kernel_is_warned_about_by_bench_doctor_and_the_benchmarks():
+    # The environment is given, not set: OPENBLAS_CORETYPE is never changed in tests.
+    info = {"library": "openblas", "version": "0.3.31", "architecture": "Haswell", "threads": 2, "path": "lib.so"}
+    forced = {blas.CORETYPE: "Haswell"}
+    assert blas.forced_kernels_note(info, "SkylakeX", forced) == blas.coretype_note("Haswell", "Haswell", "SkylakeX")
+    assert blas.forced_kernels_note(info, "Haswell", forced) is None      # what this CPU picks anyway
+    assert blas.forced_kernels_note(info, "SkylakeX", {}) is None         # nothing forced: nothing asked
+    lines = blas.report_lines()
+    assert lines[0].startswith("BLAS: ") and all(line.startswith("warning: ") for line in lines[1:])

@@ -117,3 +117,29 @@ def test_fused_kernel_handles_extreme_logits():
     assert np.isfinite(loss) and np.all(np.isfinite(dW))
     assert loss == pytest.approx((800.0 + np.log(3.0)) / 2, rel=1e-14)
     assert loss == pytest.approx(direct_loss(H, target, W, b), rel=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_kernels_row_maximum_is_the_float_maximum(dtype):
+    # The fused kernel's maximum compares the floats' bits as integers: signs, zeros, infinities and
+    # subnormals must order as floats do.
+    from numba import njit
+    from minirnn.kernels.cpu.gates import row_max as row_max_in_kernels
+
+    row_max = njit(lambda row: row_max_in_kernels(row))   # an overload: callable from compiled code only
+    rng = np.random.default_rng(5)
+    tiny = np.finfo(dtype).smallest_subnormal
+    rows = [rng.standard_normal(37).astype(dtype), -rng.random(37).astype(dtype) - 1,
+            np.array([-0.0, -tiny, -3.0], dtype), np.array([-np.inf, -1e30, -2.0], dtype),
+            np.array([tiny, 0.0, -0.0], dtype), np.array([1.0, np.inf, 2.0], dtype), np.array([-5.0], dtype)]
+    for row in rows:
+        assert row_max(row) == row.max()
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_nan_logit_makes_its_rows_loss_nan_in_the_fused_kernel(sign):
+    rng = np.random.default_rng(6)
+    H, W, b = rng.standard_normal((4, 3)), rng.standard_normal((3, 6)), np.zeros(6)
+    H[1, 0] = np.copysign(np.nan, sign)            # a NaN of either sign bit (they order differently as integers)
+    loss, _, dH, _, _ = L.dense_xent_forward_backward(H, np.array([2, 3, 4, 5]), W, b, fused=True)
+    assert np.isnan(loss) and np.isnan(dH[1]).all() and np.isfinite(dH[[0, 2, 3]]).all()

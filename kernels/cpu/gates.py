@@ -168,6 +168,13 @@ def _sigmoid_ov(z):
 # (kernels/cuda/*.cu) after its element count n = B*H, so that the one time loop of
 # kernels/units.py launches both.  Column layout of the GRU's per-step blocks
 # (width 3H): [r | u | c]; ru (B, 2H) = [r | u].
+#
+# Why each inner loop writes one array and counts from 0: Numba cannot tell LLVM
+# that two arguments never overlap, so LLVM vectorises a loop only behind runtime
+# overlap checks, and gives up (runs it one element at a time, 3-4x slower) when a
+# loop writes several arrays or starts at a column offset (range(H, 2H)).  A value
+# that several outputs need is recomputed, or kept in a row-sized local array,
+# with the same operations in the same order, so results are unchanged to the bit.
 
 
 @njit(**JIT)
@@ -193,10 +200,10 @@ def gru_fwd_cand(H, zx_t, zrc, ru_t, h_prev, cand_t, h_next):
     one = const_(zx_t[0, 0], 1.0)
     for b in range(B):
         for j in range(H):
-            c = tanh_(zx_t[b, 2 * H + j] + zrc[b, j])             # [GRU-F3], [GRU-F4]
+            cand_t[b, j] = tanh_(zx_t[b, 2 * H + j] + zrc[b, j])  # [GRU-F3], [GRU-F4]
+        for j in range(H):
             u = ru_t[b, H + j]
-            cand_t[b, j] = c
-            h_next[b, j] = u * h_prev[b, j] + (one - u) * c       # [GRU-F5]
+            h_next[b, j] = u * h_prev[b, j] + (one - u) * cand_t[b, j]   # [GRU-F5]
 
 
 @njit(**JIT)
@@ -211,14 +218,16 @@ def gru_bwd_cand(H, dhs_t, dhc_part, dhc_mat, ru_t, cand_t, h_prev, dh, da_t):
     one = const_(h_prev[0, 0], 1.0)
     for b in range(B):
         for j in range(H):
-            d = dhs_t[b, j] + (dhc_part[b, j] + dhc_mat[b, j])    # [GRU-B1] (carry: [GRU-B11])
+            dh[b, j] = dhs_t[b, j] + (dhc_part[b, j] + dhc_mat[b, j])   # [GRU-B1] (carry: [GRU-B11])
+        for j in range(H):
             u = ru_t[b, H + j]
             cc = cand_t[b, j]
-            dh[b, j] = d
-            dc = d * (one - u)                                   # [GRU-B2]
-            du = d * (h_prev[b, j] - cc)                         # [GRU-B3]
-            da_t[b, 2 * H + j] = dc * (one - cc * cc)            # [GRU-B4]
-            da_t[b, H + j] = du * u * (one - u)                  # [GRU-B8] (u half)
+            dc = dh[b, j] * (one - u)                                    # [GRU-B2]
+            da_t[b, 2 * H + j] = dc * (one - cc * cc)                    # [GRU-B4]
+        for j in range(H):
+            u = ru_t[b, H + j]
+            du = dh[b, j] * (h_prev[b, j] - cand_t[b, j])                # [GRU-B3]
+            da_t[b, H + j] = du * u * (one - u)                          # [GRU-B8] (u half)
 
 
 @njit(**JIT)
@@ -233,9 +242,10 @@ def gru_bwd_reset(H, drh, dh, ru_t, h_prev, da_t, dhc_part):
     for b in range(B):
         for j in range(H):
             r = ru_t[b, j]
-            dr = drh[b, j] * h_prev[b, j]                        # [GRU-B7]
-            da_t[b, j] = dr * r * (one - r)                      # [GRU-B8] (r half)
-            dhc_part[b, j] = dh[b, j] * ru_t[b, H + j] + drh[b, j] * r  # [GRU-B11] (elementwise part)
+            dr = drh[b, j] * h_prev[b, j]                                # [GRU-B7]
+            da_t[b, j] = dr * r * (one - r)                              # [GRU-B8] (r half)
+        for j in range(H):
+            dhc_part[b, j] = dh[b, j] * ru_t[b, H + j] + drh[b, j] * ru_t[b, j]   # [GRU-B11] (elementwise part)
 
 
 # =========================================================================== LSTM
@@ -251,22 +261,21 @@ def lstm_fwd_step(H, zx_t, zr, c_prev, gates_t, c_next, tc_t, h_next):
     """
     B = c_prev.shape[0]
     one = const_(zx_t[0, 0], 1.0)
-    # One transcendental per inner loop: LLVM then inlines and vectorises each loop.
     for b in range(B):
         for j in range(H):
-            gates_t[b, j] = sigmoid_(zx_t[b, j] + zr[b, j])                     # [LSTM-F1], [LSTM-F2]
-        for j in range(H, 2 * H):
-            gates_t[b, j] = tanh_(zx_t[b, j] + zr[b, j])                        # [LSTM-F2]
-        for j in range(2 * H, 3 * H):
-            gates_t[b, j] = sigmoid_((zx_t[b, j] + zr[b, j]) + one)             # [LSTM-F2]
-        for j in range(3 * H, 4 * H):
-            gates_t[b, j] = sigmoid_(zx_t[b, j] + zr[b, j])                     # [LSTM-F2]
+            gates_t[b, j] = sigmoid_(zx_t[b, j] + zr[b, j])                             # [LSTM-F1], [LSTM-F2]
         for j in range(H):
-            c = gates_t[b, 2 * H + j] * c_prev[b, j] + gates_t[b, j] * gates_t[b, H + j]  # [LSTM-F3]
-            tc = tanh_(c)
-            c_next[b, j] = c
-            tc_t[b, j] = tc
-            h_next[b, j] = tc * gates_t[b, 3 * H + j]                           # [LSTM-F4]
+            gates_t[b, H + j] = tanh_(zx_t[b, H + j] + zr[b, H + j])                    # [LSTM-F2]
+        for j in range(H):
+            gates_t[b, 2 * H + j] = sigmoid_((zx_t[b, 2 * H + j] + zr[b, 2 * H + j]) + one)   # [LSTM-F2]
+        for j in range(H):
+            gates_t[b, 3 * H + j] = sigmoid_(zx_t[b, 3 * H + j] + zr[b, 3 * H + j])     # [LSTM-F2]
+        for j in range(H):
+            c_next[b, j] = gates_t[b, 2 * H + j] * c_prev[b, j] + gates_t[b, j] * gates_t[b, H + j]   # [LSTM-F3]
+        for j in range(H):
+            tc_t[b, j] = tanh_(c_next[b, j])                                            # [LSTM-F4]
+        for j in range(H):
+            h_next[b, j] = tc_t[b, j] * gates_t[b, 3 * H + j]                           # [LSTM-F4]
 
 
 @njit(**JIT)
@@ -277,24 +286,31 @@ def lstm_bwd_step(H, dhs_t, dh_carry, dc_carry, gates_t, tc_t, c_prev, dz_t):
     """
     B = c_prev.shape[0]
     one = const_(tc_t[0, 0], 1.0)
+    dc = np.empty(H, dtype=tc_t.dtype)            # this row's dL/dc_t
     for b in range(B):
         for j in range(H):
-            ig = gates_t[b, j]
-            g = gates_t[b, H + j]
-            fg = gates_t[b, 2 * H + j]
             og = gates_t[b, 3 * H + j]
             t = tc_t[b, j]
-            dh = dhs_t[b, j] + dh_carry[b, j]                     # [LSTM-B1]
-            do = dh * t                                           # [LSTM-B2]
-            dc = dc_carry[b, j] + dh * og * (one - t * t)         # [LSTM-B3]
-            df = dc * c_prev[b, j]                                # [LSTM-B4]
-            di = dc * g                                           # [LSTM-B4]
-            dg = dc * ig                                          # [LSTM-B4]
-            dc_carry[b, j] = dc * fg                              # [LSTM-B5]
-            dz_t[b, j] = di * ig * (one - ig)                     # [LSTM-B6]
-            dz_t[b, H + j] = dg * (one - g * g)                   # [LSTM-B6]
-            dz_t[b, 2 * H + j] = df * fg * (one - fg)             # [LSTM-B6]
-            dz_t[b, 3 * H + j] = do * og * (one - og)             # [LSTM-B6]
+            dh = dhs_t[b, j] + dh_carry[b, j]                                # [LSTM-B1]
+            dc[j] = dc_carry[b, j] + dh * og * (one - t * t)                 # [LSTM-B3]
+        for j in range(H):
+            og = gates_t[b, 3 * H + j]
+            do = (dhs_t[b, j] + dh_carry[b, j]) * tc_t[b, j]                 # [LSTM-B1], [LSTM-B2]
+            dz_t[b, 3 * H + j] = do * og * (one - og)                        # [LSTM-B6]
+        for j in range(H):
+            ig = gates_t[b, j]
+            di = dc[j] * gates_t[b, H + j]                                   # [LSTM-B4]
+            dz_t[b, j] = di * ig * (one - ig)                                # [LSTM-B6]
+        for j in range(H):
+            g = gates_t[b, H + j]
+            dg = dc[j] * gates_t[b, j]                                       # [LSTM-B4]
+            dz_t[b, H + j] = dg * (one - g * g)                              # [LSTM-B6]
+        for j in range(H):
+            fg = gates_t[b, 2 * H + j]
+            df = dc[j] * c_prev[b, j]                                        # [LSTM-B4]
+            dz_t[b, 2 * H + j] = df * fg * (one - fg)                        # [LSTM-B6]
+        for j in range(H):
+            dc_carry[b, j] = dc[j] * gates_t[b, 2 * H + j]                   # [LSTM-B5]
 
 
 # ==================================================================== Nested LSTM
@@ -317,25 +333,25 @@ def nlstm_fwd_gates(H, cand_tanh, has_next, add, add_rows, zr, c_old, gates_t, c
     B = c_old.shape[0]
     one = const_(zr[0, 0], 1.0)
     rows = add.reshape((-1, 4 * H))
-    # One transcendental per inner loop: LLVM then inlines and vectorises each loop.
     for b in range(B):
         a = rows[b if add_rows else 0]
         for j in range(H):
-            gates_t[b, j] = sigmoid_(zr[b, j] + a[j])                          # [NLSTM-F1], [NLSTM-F2]
+            gates_t[b, j] = sigmoid_(zr[b, j] + a[j])                                  # [NLSTM-F1], [NLSTM-F2]
         if cand_tanh:
-            for j in range(H, 2 * H):
-                gates_t[b, j] = tanh_(zr[b, j] + a[j])                         # [NLSTM-F1], [NLSTM-F5]
+            for j in range(H):
+                gates_t[b, H + j] = tanh_(zr[b, H + j] + a[H + j])                     # [NLSTM-F1], [NLSTM-F5]
         else:
-            for j in range(H, 2 * H):
-                gates_t[b, j] = zr[b, j] + a[j]                                # [NLSTM-F1], [NLSTM-F5]
-        for j in range(2 * H, 3 * H):
-            gates_t[b, j] = sigmoid_((zr[b, j] + a[j]) + one)                  # [NLSTM-F1], [NLSTM-F3]
-        for j in range(3 * H, 4 * H):
-            gates_t[b, j] = sigmoid_(zr[b, j] + a[j])                          # [NLSTM-F1], [NLSTM-F4]
+            for j in range(H):
+                gates_t[b, H + j] = zr[b, H + j] + a[H + j]                            # [NLSTM-F1], [NLSTM-F5]
+        for j in range(H):
+            gates_t[b, 2 * H + j] = sigmoid_((zr[b, 2 * H + j] + a[2 * H + j]) + one)  # [NLSTM-F1], [NLSTM-F3]
+        for j in range(H):
+            gates_t[b, 3 * H + j] = sigmoid_(zr[b, 3 * H + j] + a[3 * H + j])          # [NLSTM-F1], [NLSTM-F4]
         if has_next:
             for j in range(H):
-                cat_next_t[b, j] = gates_t[b, j] * gates_t[b, H + j]           # a_{k+1}  [NLSTM-F7]
-                cat_next_t[b, H + j] = gates_t[b, 2 * H + j] * c_old[b, j]     # b_{k+1}  [NLSTM-F6]
+                cat_next_t[b, j] = gates_t[b, j] * gates_t[b, H + j]                   # a_{k+1}  [NLSTM-F7]
+            for j in range(H):
+                cat_next_t[b, H + j] = gates_t[b, 2 * H + j] * c_old[b, j]             # b_{k+1}  [NLSTM-F6]
 
 
 @njit(**JIT)
@@ -351,20 +367,18 @@ def nlstm_fwd_out(H, depth, lvl_gates, lvl_state, lvl_tc, gates_t, c_old, c_new,
     c = c_new[inner]
     for b in range(B):
         for j in range(H):
-            bb = g[b, 2 * H + j] * c_old[inner, b, j]                          # [NLSTM-F6]
-            aa = g[b, j] * g[b, H + j]                                         # [NLSTM-F7]
-            c[b, j] = bb + aa                                                  # [NLSTM-F8]
+            bb = g[b, 2 * H + j] * c_old[inner, b, j]                                  # [NLSTM-F6]
+            aa = g[b, j] * g[b, H + j]                                                 # [NLSTM-F7]
+            c[b, j] = bb + aa                                                          # [NLSTM-F8]
     for k in range(inner, -1, -1):
         g = gates_t[k]
+        tc = tc_t[k]
+        out = c_new[k - 1] if k > 0 else h_next                                        # [NLSTM-F10] / [NLSTM-F11]
         for b in range(B):
             for j in range(H):
-                tc = tanh_(c_new[k, b, j])
-                tc_t[k, b, j] = tc
-                hk = tc * g[b, 3 * H + j]                                      # [NLSTM-F9]
-                if k > 0:
-                    c_new[k - 1, b, j] = hk                                    # [NLSTM-F10]
-                else:
-                    h_next[b, j] = hk                                          # [NLSTM-F11]
+                tc[b, j] = tanh_(c_new[k, b, j])
+            for j in range(H):
+                out[b, j] = tc[b, j] * g[b, 3 * H + j]                                 # [NLSTM-F9]
 
 
 @njit(inline="always")
@@ -378,15 +392,16 @@ def _nlstm_level_backward(H, cand_tanh, dab, off, gates, c_old, dz, dc_carry):
     for b in range(B):
         for j in range(H):
             si = gates[b, j]
+            dz[b, j] = dab[b, j] * gates[b, H + j] * si * (one - si)                  # [NLSTM-B6], [NLSTM-B11]
+        for j in range(H):
             g = gates[b, H + j]
+            dg = dab[b, j] * gates[b, j]                                               # [NLSTM-B7]
+            dz[b, H + j] = dg * (one - g * g) if cand_tanh else dg                     # [NLSTM-B8], [NLSTM-B11]
+        for j in range(H):
             sf = gates[b, 2 * H + j]
-            da = dab[b, j]
-            db = dab[b, off + j]
-            dz[b, j] = da * g * si * (one - si)                                # [NLSTM-B6], [NLSTM-B11]
-            dg = da * si                                                       # [NLSTM-B7]
-            dz[b, H + j] = dg * (one - g * g) if cand_tanh else dg             # [NLSTM-B8], [NLSTM-B11]
-            dz[b, 2 * H + j] = db * c_old[b, j] * sf * (one - sf)              # [NLSTM-B9], [NLSTM-B11]
-            dc_carry[b, j] = db * sf                                           # [NLSTM-B10]
+            dz[b, 2 * H + j] = dab[b, off + j] * c_old[b, j] * sf * (one - sf)         # [NLSTM-B9], [NLSTM-B11]
+        for j in range(H):
+            dc_carry[b, j] = dab[b, off + j] * gates[b, 2 * H + j]                     # [NLSTM-B10]
 
 
 @njit(**JIT)
@@ -402,16 +417,17 @@ def nlstm_bwd_out(H, depth, cand_tanh_inner, lvl_gates, lvl_state, lvl_tc, lvl_c
     dinner = np.empty((B, H), dtype=dhs_t.dtype)
     for b in range(B):
         for j in range(H):
-            dinner[b, j] = dhs_t[b, j] + dh_carry[b, j]                        # [NLSTM-B1]
+            dinner[b, j] = dhs_t[b, j] + dh_carry[b, j]                                # [NLSTM-B1]
     for k in range(depth):
+        g, tc, dz = gates_t[k], tc_t[k], dz_t[k]
         for b in range(B):
             for j in range(H):
-                dh = dinner[b, j]
-                tc = tc_t[k, b, j]
-                so = gates_t[k, b, 3 * H + j]
-                dz_t[k, b, 3 * H + j] = dh * tc * so * (one - so)              # [NLSTM-B2]
-                dinner[b, j] = dc_carry[k, b, j] + dh * so * (one - tc * tc)   # [NLSTM-B3], [NLSTM-B4]
-    inner = depth - 1                                                          # da_D = db_D = dc_{D-1}'  [NLSTM-B5]
+                so = g[b, 3 * H + j]
+                dz[b, 3 * H + j] = dinner[b, j] * tc[b, j] * so * (one - so)           # [NLSTM-B2]
+            for j in range(H):
+                t = tc[b, j]
+                dinner[b, j] = dc_carry[k, b, j] + dinner[b, j] * g[b, 3 * H + j] * (one - t * t)   # [NLSTM-B3], [NLSTM-B4]
+    inner = depth - 1                                                                  # da_D = db_D = dc_{D-1}'  [NLSTM-B5]
     _nlstm_level_backward(H, cand_tanh_inner, dinner, 0, gates_t[inner], c_old[inner], dz_t[inner],
                           dc_carry[inner])
 
@@ -454,6 +470,41 @@ def _exp_ov(y):
     return None
 
 
+def row_max(row):
+    """The largest value of a float32 or float64 row, vectorisable (see ``_row_max32``)."""
+    raise NotImplementedError  # pragma: no cover
+
+
+def _row_max32(row):
+    # A float's bits, read as a signed integer and with the magnitude bits flipped when
+    # the sign is set, order like the float itself (-0.0 just below +0.0, a NaN beyond
+    # +-inf).  LLVM vectorises this integer maximum; the float comparison it would
+    # replace (a select that Numba's fast-math flags do not reach) runs one element at
+    # a time.  Any NaN in a row makes its loss NaN either way, through the exponentials.
+    bits = row.view(np.int32)
+    m = np.int32(-2147483648)
+    for v in range(bits.shape[0]):
+        k = bits[v] ^ ((bits[v] >> np.int32(31)) & np.int32(0x7FFFFFFF))
+        m = k if k > m else m
+    return _bits_to_f32(m ^ ((m >> np.int32(31)) & np.int32(0x7FFFFFFF)))
+
+
+def _row_max64(row):
+    bits = row.view(np.int64)
+    m = np.int64(-9223372036854775808)
+    for v in range(bits.shape[0]):
+        k = bits[v] ^ ((bits[v] >> np.int64(63)) & np.int64(0x7FFFFFFFFFFFFFFF))
+        m = k if k > m else m
+    return _bits_to_f64(m ^ ((m >> np.int64(63)) & np.int64(0x7FFFFFFFFFFFFFFF)))
+
+
+@overload(row_max, inline="always")
+def _row_max_ov(row):
+    if isinstance(row, types.Array) and isinstance(row.dtype, types.Float):
+        return _row_max32 if row.dtype.bitwidth == 32 else _row_max64
+    return None
+
+
 # The row sums are float64 and may be reassociated (summed in SIMD lanes): that is
 # the only licence taken, and it changes a sum by a few float64 roundings.  The
 # loop over rows is serial on purpose: Numba worker threads running right after
@@ -475,10 +526,7 @@ def softmax_xent_rows(logits, bias, targets, weight, row_loss):
             row[v] += bias[v]
         t = targets[n]
         picked = row[t]
-        m = row[0]
-        for v in range(1, V):
-            if row[v] > m:
-                m = row[v]
+        m = row_max(row)
         for v in range(V):
             row[v] = exp_(row[v] - m)                                    # shifted for stability
         s = 0.0

@@ -182,6 +182,12 @@ class CupyBackend:
     def scratch(self, shape, dtype):
         return self.xp.empty(shape, dtype=dtype)
 
+    @staticmethod
+    def transposed(a):
+        """a^T for the time loop's products: the view (cuBLAS reads either layout at full
+        speed, and recorded loops name the weights' own addresses)."""
+        return a.T
+
     def bind(self, buffer, value):
         """A loop input copied into the workspace's own buffer: recorded loops and graphs
         read fixed addresses."""

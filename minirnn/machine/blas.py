@@ -4,8 +4,9 @@ The float32 products of the CPU path are where its time goes, and the kernels
 OpenBLAS chose for this CPU decide both their speed and their rounding (the
 README's cross-CPU note).  ``blas_info`` reads that from the library NumPy loaded:
 through threadpoolctl when it is installed, else by asking OpenBLAS itself
-(ctypes, on the file found in the process's memory map).  ``minirnn doctor`` and
-``minirnn bench`` show it as one line (``describe``).
+(ctypes, on the file found in the process's memory map).  ``minirnn doctor``,
+``minirnn bench`` and the benchmarks show it as one line (``report_lines``), with a
+warning when ``OPENBLAS_CORETYPE`` forces kernels older than the CPU's own.
 """
 from __future__ import annotations
 
@@ -80,6 +81,24 @@ def natural_architecture() -> str | None:
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     name = proc.stdout.strip()
     return name if proc.returncode == 0 and name and name != "None" else None
+
+
+def forced_kernels_note(info: dict | None = None, natural: str | None = None, environ=None) -> str | None:
+    """``coretype_note`` for this process: None unless OPENBLAS_CORETYPE is set (only then is a
+    fresh process asked which kernels this CPU gets without it)."""
+    forced = (os.environ if environ is None else environ).get(CORETYPE)
+    if not forced:
+        return None
+    info = blas_info() if info is None else info
+    return coretype_note(forced, info["architecture"], natural or natural_architecture())
+
+
+def report_lines() -> list[str]:
+    """What every CPU timing should be read with: the BLAS line and, when OPENBLAS_CORETYPE
+    forces other kernels than this CPU's own, a warning that says what to unset."""
+    info = blas_info()
+    note = forced_kernels_note(info)
+    return [f"BLAS: {describe(info)}"] + ([f"warning: {note}"] if note else [])
 
 
 def coretype_note(forced: str | None, in_use: str | None, natural: str | None) -> str | None:

@@ -78,11 +78,9 @@ def blas_check(natural=None) -> Check:
     if info["library"] is None:
         return Check("blas", "warn", "could not tell which BLAS NumPy uses", "")
     detail = blas.describe(info)
-    forced = os.environ.get(blas.CORETYPE)
-    if forced:
-        note = blas.coretype_note(forced, info["architecture"], natural or blas.natural_architecture())
-        if note:
-            return Check("blas", "warn", detail, note)
+    note = blas.forced_kernels_note(info, natural)
+    if note:
+        return Check("blas", "warn", detail, note)
     return Check("blas", "ok", detail)
 
 
