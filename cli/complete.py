@@ -9,7 +9,7 @@ import click
 from .options import device_option
 from minirnn.backend import resolve_device
 from minirnn.study.export import load_model_file
-from minirnn.study.analysis import complete as complete_text, encode_text
+from minirnn.study.analysis import MAX_TEXT_CHARS, complete as complete_text, encode_text
 from minirnn.errors import MinirnnError
 
 SPACE_MARK = "\u2423"  # the visible space shown in tables
@@ -79,9 +79,14 @@ def complete(checkpoint, text, k, as_json, interactive, device):
     while True:
         if prompt:
             click.echo("text> ", nl=False)
-        line = stdin.readline()
+        line = stdin.readline(MAX_TEXT_CHARS + 1)   # never more than a text's limit in memory
         if not line:
             break
+        if len(line) > MAX_TEXT_CHARS and not line.endswith("\n"):
+            _skip_rest_of_line(stdin)
+            click.echo(f"Error: a line of more than {MAX_TEXT_CHARS:,} characters; at most {MAX_TEXT_CHARS:,} are "
+                       "read at once: give a shorter text", err=True)
+            continue
         line = line.strip()
         if not line:
             continue
@@ -89,3 +94,11 @@ def complete(checkpoint, text, k, as_json, interactive, device):
             click.echo(_answer(ck, line, k, as_json))
         except MinirnnError as exc:  # one bad line does not end the session
             click.echo(f"Error: {exc}", err=True)
+
+
+def _skip_rest_of_line(stdin) -> None:
+    """Read past the end of an overlong line in bounded pieces (the next line is answered as usual)."""
+    while True:
+        piece = stdin.readline(1 << 16)
+        if not piece or piece.endswith("\n"):
+            return

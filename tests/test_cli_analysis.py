@@ -77,6 +77,19 @@ def test_complete_interactive_answers_every_line(ckpt):
     assert "no letters" in r.output  # the bad line is reported and skipped
 
 
+def test_complete_interactive_refuses_an_overlong_line_and_goes_on(ckpt):
+    from minirnn.study.analysis import MAX_TEXT_CHARS
+
+    longer = "a" * (3 * MAX_TEXT_CHARS + 7)          # read and dropped in pieces, never whole
+    r = run("complete", ckpt, "--interactive", "--json", input=f"the cat\n{longer}\nsat on\n")
+    assert r.exit_code == 0, r.output
+    assert [json.loads(line)["text"] for line in r.stdout.splitlines()] == [" the cat", " sat on"]
+    assert f"a line of more than {MAX_TEXT_CHARS:,} characters" in r.stderr and len(r.stderr.splitlines()) == 1
+    exact = "a" * MAX_TEXT_CHARS                     # at the limit: answered
+    r = run("complete", ckpt, "--interactive", "--json", input=f"{exact}\n")
+    assert r.exit_code == 0 and len(json.loads(r.stdout)["positions"]) == MAX_TEXT_CHARS + 1
+
+
 def test_complete_errors_are_one_line(ckpt, tmp_path):
     assert "does not exist" in one_line_error(run("complete", tmp_path / "missing.h5", "the"))
     (tmp_path / "junk.h5").write_text("not hdf5")
