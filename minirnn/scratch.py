@@ -11,11 +11,16 @@ A buffer is free when nothing but the pool refers to it: every array handed out
 is a view whose ``base`` is the pooled buffer, so a live view (a returned
 output, a cache, a gradient) keeps the buffer busy and it is never reused under
 anyone's feet.  Nothing needs to be released explicitly.
+
+Several threads may draw from one pool (the served page computes each model's
+accuracy in its own thread): finding a free buffer and taking it (making the
+view) happen under one lock, or two threads could take the same buffer.
 """
 from __future__ import annotations
 
 import math
 import sys
+import threading
 
 import numpy as np
 
@@ -33,6 +38,7 @@ _FREE = _references([np.empty(1, dtype=np.uint8)], 0)  # held by the pool's list
 class ScratchPool:
     def __init__(self):
         self._buffers: list[np.ndarray] = []
+        self._lock = threading.Lock()
 
     @staticmethod
     def _capacity(nbytes: int) -> int:
@@ -44,18 +50,19 @@ class ScratchPool:
     def empty(self, shape, dtype) -> np.ndarray:
         """An uninitialised array of ``shape`` and ``dtype`` backed by pooled memory."""
         dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        best = None
-        for i in range(len(self._buffers)):
-            size = self._buffers[i].nbytes
-            if size >= nbytes and (best is None or size < self._buffers[best].nbytes) \
-                    and _references(self._buffers, i) <= _FREE:
-                best = i
-        if best is None:
-            # Smaller free buffers stay: later, smaller requests of the same step reuse them.
-            self._buffers.append(np.empty(self._capacity(nbytes), dtype=np.uint8))
-            best = len(self._buffers) - 1
-        return self._buffers[best][:nbytes].view(dtype).reshape(shape)
+        nbytes = math.prod(shape) * dtype.itemsize
+        with self._lock:
+            best = None
+            for i in range(len(self._buffers)):
+                size = self._buffers[i].nbytes
+                if size >= nbytes and (best is None or size < self._buffers[best].nbytes) \
+                        and _references(self._buffers, i) <= _FREE:
+                    best = i
+            if best is None:
+                # Smaller free buffers stay: later, smaller requests of the same step reuse them.
+                self._buffers.append(np.empty(self._capacity(nbytes), dtype=np.uint8))
+                best = len(self._buffers) - 1
+            return self._buffers[best][:nbytes].view(dtype).reshape(shape)
 
     def zeros(self, shape, dtype) -> np.ndarray:
         a = self.empty(shape, dtype)
@@ -67,7 +74,8 @@ class ScratchPool:
         return sum(b.nbytes for b in self._buffers)
 
     def clear(self) -> None:
-        self._buffers = []
+        with self._lock:
+            self._buffers = []
 
 
 POOL = ScratchPool()

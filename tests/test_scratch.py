@@ -1,4 +1,7 @@
 """The scratch pool never hands out memory that something still uses."""
+import sys
+import threading
+
 import numpy as np
 
 from minirnn.scratch import ScratchPool
@@ -42,3 +45,32 @@ def test_a_steady_sequence_of_requests_stops_allocating():
         small = ws.empty((10, 10), np.float32)
         del big, small
     assert len(ws._buffers) == 2
+
+
+def test_threads_never_get_the_same_buffer():
+    """Forwards may run in several threads at once (the accuracy of each served model is computed
+    in its own thread): two arrays handed out at the same time must never share memory."""
+    pool = ScratchPool()
+    clashes, rounds = [], 2000
+
+    def worker(seed):
+        rng = np.random.default_rng(seed)
+        for _ in range(rounds):
+            held = [pool.empty((int(rng.integers(1, 64)),), np.float64) for _ in range(3)]
+            for a in held:
+                a.fill(seed)                  # each thread writes its own value ...
+            if any((a != seed).any() for a in held):
+                clashes.append(seed)          # ... and another thread's write shows up here
+                return
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)              # switch threads between almost any two bytecodes
+    try:
+        threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(1, 5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not clashes

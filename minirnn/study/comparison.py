@@ -28,11 +28,10 @@ from pathlib import Path
 from .. import messages, __version__
 from ..errors import MinirnnError
 from ..units import UNITS as UNITS_REGISTRY
-import numpy as np
 from .evaluate import evaluate_checkpoint
 from ..training.atomic import write_file
 from ..backend import resolve_device
-from ..training.checkpoint import peek_checkpoint, load_checkpoint
+from ..training.checkpoint import json_default, load_checkpoint, peek_checkpoint
 from ..data import load_or_build_dataset
 from ..training.presets import PRESETS
 from ..training.loop import TrainConfig, train
@@ -123,17 +122,7 @@ def evaluation_for(checkpoint, ck=None, split: str = "test", device: str = "cpu"
 
 def _write_json(path: Path, data) -> None:
     # the study's own files in its own folder: a rerun (a resume) replaces them
-    write_file(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable), "study file", overwrite=True)
-
-
-def _jsonable(v):
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return str(v)
+    write_file(path, json.dumps(data, indent=2, sort_keys=True, default=json_default), "study file", overwrite=True)
 
 
 # ------------------------------------------------------------------------- the study

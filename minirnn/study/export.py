@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..training.atomic import DIGEST_MAGIC, HDF5_SIGNATURE, USERBLOCK, write_file, check_output
-from ..training.checkpoint import Checkpoint, _json_default, load_checkpoint
+from ..training.checkpoint import Checkpoint, json_default, load_checkpoint
 from ..training import schema
 from ..errors import MinirnnError
 from ..training.limits import LIMITS
@@ -148,8 +148,8 @@ def _metadata(model_config: dict, dtype: str, layout: str, output_words, config,
         "convention": CONVENTION[layout],
         "input_symbols": json.dumps(list(INPUT_SYMBOLS)),
         "output_words": json.dumps(list(output_words)),
-        "config": json.dumps(dict(config or {}), sort_keys=True, default=_json_default),
-        "extra": json.dumps(dict(extra or {}), sort_keys=True, default=_json_default),
+        "config": json.dumps(dict(config or {}), sort_keys=True, default=json_default),
+        "extra": json.dumps(dict(extra or {}), sort_keys=True, default=json_default),
         "step": str(int(step)),
     }
 

@@ -73,10 +73,12 @@ OLD_FILE_NOTE = ("{path} was written without checksums (by an older minirnn), so
 # ----------------------------------------------------------------------------- saving
 
 def _json(value) -> str:
-    return json.dumps(value, sort_keys=True, default=_json_default)
+    return json.dumps(value, sort_keys=True, default=json_default)
 
 
-def _json_default(value):
+def json_default(value):
+    """JSON for the NumPy scalars and arrays and the paths that settings and results carry
+    (``json.dumps(..., default=json_default)``); anything else is refused, not stringified."""
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
