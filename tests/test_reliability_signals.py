@@ -190,6 +190,28 @@ def test_a_signal_during_the_final_test_says_the_checkpoint_is_complete(corpus, 
     assert info.value.exit_code == 130 and load_checkpoint(out, impl="reference").step == 6
 
 
+def test_a_signal_while_the_finished_run_releases_its_lock_is_reported(corpus, tmp_path, monkeypatch):
+    """SIGINT after the last step, as the finished run lets go of its checkpoint's lock: the run ends as
+    interrupted (exit status 130), saying that the checkpoint is complete; the lock is gone."""
+    from minirnn.training import loop
+    from minirnn.training.runlock import lock_path
+    from minirnn.training.signals import Interrupted
+
+    class SignalOnRelease(loop.RunLock):
+        def __exit__(self, *exc):
+            try:
+                return super().__exit__(*exc)
+            finally:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(loop, "RunLock", SignalOnRelease)
+    out = tmp_path / "run.h5"
+    with pytest.raises(Interrupted, match="after the last step; the checkpoint at step 6 .* is complete") as info:
+        train(tiny(corpus, out), progress=False, echo=None)
+    assert info.value.exit_code == 130 and load_checkpoint(out, impl="reference").step == 6
+    assert not lock_path(out.resolve()).exists()
+
+
 def test_a_signal_while_the_dataset_is_written_waits_for_the_file(corpus, tmp_path, monkeypatch):
     """SIGINT inside the dataset cache's write: the file is completed, then the run stops before its first
     step (the handler once raised inside HDF5 or a finalizer: "Exception ignored" and a lost cache)."""
