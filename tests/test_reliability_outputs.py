@@ -160,3 +160,25 @@ def test_a_full_disk_costs_one_line_and_nothing_else(corpus, small_disk, tmp_pat
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1 and "disk is full" in proc.stderr, proc.stderr
     assert leftovers(small_disk) == [] and not (tmp_path / "other.h5").exists()
+
+
+def test_a_file_size_limit_is_named_not_taken_for_a_full_disk(corpus, tmp_path):
+    """A save that outgrows the process's file size limit (``ulimit -f``, as job schedulers set; no root
+    needed) costs one line that names the limit -- freeing disk space would not help -- and nothing else."""
+    resource = pytest.importorskip("resource")
+    env = {**os.environ, "MINIRNN_HOME": str(tmp_path / "home")}
+    out = tmp_path / "run.h5"
+    assert real(*tiny_train_command(corpus, out, "--steps", "3")[3:], env=env).returncode == 0
+    before = out.read_bytes()
+    limit = len(before) // 2
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = real(*tiny_train_command(corpus, out, "--steps", "6", "--checkpoint-every", "1", "--resume")[3:],
+                env=env, preexec_fn=limited)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and f"at most {limit:,} bytes" in errors[0] and "ulimit -f" in errors[0], proc.stderr
+    assert "disk is full" not in errors[0] and "intact" in errors[0]
+    assert out.read_bytes() == before and leftovers(tmp_path) == []

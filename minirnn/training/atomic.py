@@ -37,9 +37,15 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import MinirnnError
 import h5py
+
+from ..errors import MinirnnError
 from .runlock import check_writable_folder, temp_prefix
+
+try:
+    import resource
+except ImportError:   # not on Windows
+    resource = None
 
 #: keyword arguments of ``create_dataset`` for a checksummed dataset (verified by HDF5 on read)
 CHECKED = {"fletcher32": True}
@@ -164,6 +170,17 @@ def check_output(path, what: str, overwrite: bool = False, inputs=()) -> Path:
     return path
 
 
+def _too_large() -> str:
+    """Why a write failed with EFBIG, and what to do: this process's file size limit when one is set
+    (``ulimit -f``, a job scheduler's), else the largest file the file system holds."""
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource is not None else None
+    if soft is not None and soft != resource.RLIM_INFINITY:
+        return (f"this process may write files of at most {soft:,} bytes (its file size limit, 'ulimit -f'); "
+                "the previous file there, if any, is intact; raise the limit and try again")
+    return ("the file is larger than its file system allows; the previous file there, if any, is intact; "
+            "save it on another file system")
+
+
 def _write_all(fd: int, data, folder: Path, path: Path, what: str, when_full: str) -> None:
     """Write every byte of ``data`` to ``fd``, after checking that the folder's disk can hold them."""
     view = memoryview(data).cast("B")
@@ -206,7 +223,9 @@ def atomic_file(path, what: str, when_full: str = "free some space and try again
         except OSError:
             pass
         if isinstance(exc, OSError):
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            if exc.errno == errno.EFBIG:   # no free space would help: say what limits the file's size
+                raise MinirnnError(f"could not save {what} {path}: {_too_large()}") from None
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise MinirnnError(f"the disk is full: could not save {what} {path} (the previous file there, "
                                    f"if any, is intact); {when_full}") from None
             raise MinirnnError(f"could not save {what} {path} ({exc.strerror or exc}); check the folder's "
