@@ -13,11 +13,11 @@ deliver it:
    thread (with perfect overlap, the split step would take this long), and two
    such half steps at once in two threads (what the split step takes), each on
    its own model sharing the same parameters; alternating;
-2. the half batch's forward time loop (per step a product and the gate kernel, as
-   the fast LSTM does) run by one thread, then by two threads at once, each on its
-   own arrays: "overlap" = 2 x one thread's time / the two threads' time (2: they
-   ran side by side; 1: one after the other).  Also with 256-row blocks, whose
-   calls are 16 times longer.
+2. the fast LSTM's forward on the half batch (its inputs' row lookup, then the time
+   loop: per step a product and the gate kernel) run by one thread, then by two
+   threads at once, each with its own unit: "overlap" = 2 x one thread's time /
+   the two threads' time (2: they ran side by side; 1: one after the other).
+   Also with 256 rows, whose calls are 16 times longer.
 
 Needs threadpoolctl (pip install threadpoolctl) to set the BLAS threads.
 docs/benchmarks.md ("What is left of the small step") has a run.
@@ -31,10 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from minirnn.kernels.cpu.gates import lstm_fwd_step
+from minirnn.kernels.units import fast_unit
 from minirnn.machine.blas import report_lines
 from minirnn.machine.bench import DEFAULT_PAUSE, StepSetup, Stepper
+from minirnn.model import INPUT_VOCAB
 from minirnn.training.presets import preset
+from minirnn.units.lstm import LSTM
 
 
 def split_steps(unit: str, repeats: int, pause: float, blas) -> dict:
@@ -68,26 +70,16 @@ def split_steps(unit: str, repeats: int, pause: float, blas) -> dict:
 
 
 def loop_overlap(rows: int, hidden: int, steps: int, repeats: int, blas) -> tuple[float, float]:
-    """Median seconds of one thread's forward loop and of two threads running it at once."""
+    """Median seconds of the fast LSTM's forward (its inputs' row lookup, then the time loop) in one
+    thread, and of two threads running it at once, each with its own unit (its own workspaces)."""
     rng = np.random.default_rng(0)
-    W = (rng.standard_normal((hidden, 4 * hidden)) * 0.1).astype(np.float32)
-
-    def arrays():
-        return {"zx": rng.standard_normal((steps, rows, 4 * hidden)).astype(np.float32),
-                "zh": np.empty((rows, 4 * hidden), np.float32),
-                "gates": np.empty((steps, rows, 4 * hidden), np.float32),
-                "h": np.zeros((steps + 1, rows, hidden), np.float32),
-                "c": np.zeros((steps + 1, rows, hidden), np.float32),
-                "tc": np.empty((steps, rows, hidden), np.float32)}
-
-    own = [arrays(), arrays()]
+    units = [fast_unit(LSTM(INPUT_VOCAB, hidden)) for _ in range(2)]
+    params = units[0].init_params(rng, np.float32)
+    ids = rng.integers(1, INPUT_VOCAB, size=(steps, rows))
+    state = units[0].zero_state(np, rows, np.float32)
 
     def loop(i):
-        a = own[i]
-        h, c, zx, zh, gates, tc = a["h"], a["c"], a["zx"], a["zh"], a["gates"], a["tc"]
-        for t in range(steps):
-            np.matmul(h[t], W, out=zh)
-            lstm_fwd_step(hidden, zx[t], zh, c[t], gates[t], c[t + 1], tc[t], h[t + 1])
+        units[i].forward(params, ids, state)
 
     one, two = [], []
     with ThreadPoolExecutor(2) as pool, blas.limit(limits=1, user_api="blas"):
