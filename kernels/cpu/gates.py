@@ -471,31 +471,33 @@ def _exp_ov(y):
 
 
 def row_max(row):
-    """The largest value of a float32 or float64 row, vectorisable (see ``_row_max32``)."""
+    """The largest value of a float32 or float64 row, vectorisable (see ``_ordered_max``)."""
     raise NotImplementedError  # pragma: no cover
 
 
-def _row_max32(row):
+@njit(inline="always")
+def _ordered_max(bits, lowest, sign, magnitude):
     # A float's bits, read as a signed integer and with the magnitude bits flipped when
     # the sign is set, order like the float itself (-0.0 just below +0.0, a NaN beyond
     # +-inf).  LLVM vectorises this integer maximum; the float comparison it would
     # replace (a select that Numba's fast-math flags do not reach) runs one element at
     # a time.  Any NaN in a row makes its loss NaN either way, through the exponentials.
-    bits = row.view(np.int32)
-    m = np.int32(-2147483648)
+    # ``sign`` is the sign bit's position; the maximum's bits are mapped back the same way.
+    m = lowest
     for v in range(bits.shape[0]):
-        k = bits[v] ^ ((bits[v] >> np.int32(31)) & np.int32(0x7FFFFFFF))
+        k = bits[v] ^ ((bits[v] >> sign) & magnitude)
         m = k if k > m else m
-    return _bits_to_f32(m ^ ((m >> np.int32(31)) & np.int32(0x7FFFFFFF)))
+    return m ^ ((m >> sign) & magnitude)
+
+
+def _row_max32(row):
+    return _bits_to_f32(_ordered_max(row.view(np.int32), np.int32(-2147483648), np.int32(31),
+                                     np.int32(0x7FFFFFFF)))
 
 
 def _row_max64(row):
-    bits = row.view(np.int64)
-    m = np.int64(-9223372036854775808)
-    for v in range(bits.shape[0]):
-        k = bits[v] ^ ((bits[v] >> np.int64(63)) & np.int64(0x7FFFFFFFFFFFFFFF))
-        m = k if k > m else m
-    return _bits_to_f64(m ^ ((m >> np.int64(63)) & np.int64(0x7FFFFFFFFFFFFFFF)))
+    return _bits_to_f64(_ordered_max(row.view(np.int64), np.int64(-9223372036854775808), np.int64(63),
+                                     np.int64(0x7FFFFFFFFFFFFFFF)))
 
 
 @overload(row_max, inline="always")
