@@ -48,6 +48,7 @@ import json
 import os
 import socket
 import sys
+import time
 
 import numpy as np
 
@@ -60,6 +61,7 @@ import signal
 
 INSTALL = "pip install 'minirnn[mpi]'"
 START_TIMEOUT = 120.0
+_ABORT_GRACE = 0.5   # seconds a rank leaving mid-run waits before MPI_Abort, so its last output is forwarded
 
 # (rank variable, size variables) of the launchers we know
 _LAUNCH_VARS = (
@@ -436,6 +438,10 @@ class MPIContext:
                     stream.flush()
                 except Exception:
                     pass
+            # The launcher forwards a rank's output from a pipe, and MPI_Abort tears the launcher
+            # down: without a moment to read the pipe it lost this rank's last line (why it left)
+            # in about one job of 25.
+            time.sleep(_ABORT_GRACE)
             self.comm.Abort(1)
 
     # --- training ---------------------------------------------------------------
